@@ -1,0 +1,28 @@
+"""Questions about courses and cohorts; nothing here writes."""
+
+import datetime
+
+from django.db.models import Prefetch, QuerySet
+
+from cohorts.models import Cohort, Course, Week
+
+
+def cohorts_open_for_signup(today: datetime.date, course: Course | None = None) -> QuerySet[Cohort]:
+    """Cohorts (of `course`, when given) whose signup window includes `today`, soonest start first."""
+    cohorts = Cohort.objects.filter(signup_opens_on__lte=today, signup_closes_on__gte=today)
+    if course is not None:
+        cohorts = cohorts.filter(course=course)
+    return cohorts.select_related("course").order_by("start_date", "name")
+
+
+def course_featured(today: datetime.date) -> Course | None:
+    """The course the home page presents, with its weeks loaded in order.
+
+    The course of the next cohort open for signup; failing that, the first course.
+    None when the site has no course yet.
+    """
+    courses = Course.objects.prefetch_related(Prefetch("weeks", queryset=Week.objects.order_by("number")))
+    next_cohort = cohorts_open_for_signup(today).first()
+    if next_cohort is not None:
+        return courses.get(pk=next_cohort.course_id)
+    return courses.order_by("pk").first()

@@ -1,0 +1,131 @@
+"""Verbs that change courses and cohorts."""
+
+import datetime
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from cohorts.models import Cohort, Course, Week
+
+DEMO_COURSE_FILE = Path(__file__).resolve().parent / "fixtures" / "gentle-python.yaml"
+
+
+@dataclass
+class DemoLoadResult:
+    course: Course
+    course_created: bool
+    cohorts_created: list[Cohort] = field(default_factory=list)
+    cohorts_kept: list[Cohort] = field(default_factory=list)
+
+
+def _link_fields(prefix: str, link: dict | None) -> dict:
+    link = link or {}
+    return {f"{prefix}_title": link.get("title", ""), f"{prefix}_url": link.get("url", "")}
+
+
+def _links(items: list[dict] | None) -> list[dict]:
+    return [{"title": item.get("title") or item["url"], "url": item["url"]} for item in items or []]
+
+
+def course_definition_read(path: Path) -> dict:
+    """Read a course definition file (YAML: `course` and `weeks`, as in our demo fixture).
+
+    Raises ValidationError when the file lacks either part.
+    """
+    with path.open(encoding="utf-8") as definition_file:
+        definition = yaml.safe_load(definition_file) or {}
+    if not isinstance(definition.get("course"), dict) or not isinstance(definition.get("weeks"), list):
+        raise ValidationError(f"{path.name}: a course definition needs a 'course' mapping and a 'weeks' list.")
+    return definition
+
+
+@transaction.atomic
+def course_create_from_definition(definition: dict) -> tuple[Course, bool]:
+    """Create a course and its weeks from a definition, unless a course with its slug exists.
+
+    Idempotent: an existing course is returned untouched (organizers may have edited it
+    in admin since), with created=False. Every row is validated before anything is saved;
+    an invalid definition raises ValidationError and saves nothing.
+    """
+    about = definition["course"]
+    existing = Course.objects.filter(slug=about["slug"]).first()
+    if existing is not None:
+        return existing, False
+
+    course = Course(
+        title=about["title"],
+        slug=about["slug"],
+        summary=about.get("summary", "").strip(),
+        week_count=about["weeks"],
+        links=_links(about.get("links")),
+    )
+    course.full_clean()
+    course.save()
+
+    weeks = []
+    for item in definition["weeks"]:
+        week = Week(
+            course=course,
+            number=item["number"],
+            title=item["title"],
+            readings=_links(item.get("readings")),
+            exercises=_links(item.get("exercises")),
+            **_link_fields("lecture", item.get("lecture")),
+            **_link_fields("project", item.get("project")),
+            **_link_fields("discussion", item.get("discussion")),
+        )
+        week.full_clean(validate_unique=False)
+        weeks.append(week)
+    numbers = [week.number for week in weeks]
+    if len(set(numbers)) != len(numbers):
+        raise ValidationError(f"{course.slug}: two weeks share a number ({sorted(numbers)}).")
+    Week.objects.bulk_create(weeks)
+    return course, True
+
+
+def _monday_after_next(today: datetime.date) -> datetime.date:
+    next_monday = today + datetime.timedelta(days=7 - today.weekday())
+    return next_monday + datetime.timedelta(weeks=1)
+
+
+def demo_cohorts_plan(course: Course, today: datetime.date) -> list[Cohort]:
+    """The demo's two rounds as of `today`: one that started two weeks ago, one open for signup.
+
+    Signup for each round runs from four weeks before its start through its first week.
+    """
+    running_start = today - datetime.timedelta(weeks=2)
+    next_start = _monday_after_next(today)
+    return [
+        Cohort(
+            course=course,
+            name=name,
+            slug=f"{course.slug}-{suffix}",
+            start_date=start,
+            signup_opens_on=start - datetime.timedelta(weeks=4),
+            signup_closes_on=start + datetime.timedelta(days=6),
+        )
+        for name, suffix, start in [("Round 1", "round-1", running_start), ("Round 2", "round-2", next_start)]
+    ]
+
+
+@transaction.atomic
+def demo_load(today: datetime.date, definition_path: Path = DEMO_COURSE_FILE) -> DemoLoadResult:
+    """Install the demo course ("A Gentle Introduction to Python") and two cohorts of it.
+
+    Idempotent: what exists (matched by slug) is kept as it is, so running it again,
+    on any day, changes nothing. Transactional: it saves all or nothing.
+    """
+    course, course_created = course_create_from_definition(course_definition_read(definition_path))
+    result = DemoLoadResult(course=course, course_created=course_created)
+    for planned in demo_cohorts_plan(course, today):
+        existing = Cohort.objects.filter(slug=planned.slug).first()
+        if existing is not None:
+            result.cohorts_kept.append(existing)
+            continue
+        planned.full_clean()
+        planned.save()
+        result.cohorts_created.append(planned)
+    return result

@@ -1,0 +1,124 @@
+"""Organizers edit a course and its weeks in the real Django admin."""
+
+import pytest
+from django.urls import reverse
+
+from cohorts.models import Course, Week
+from cohorts.tests.factories import CohortFactory, CourseFactory, WeekFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def course_form(weeks: list[dict], week_count: int = 3, **course) -> dict:
+    data = {
+        "title": "Python for everyone",
+        "slug": "python-for-everyone",
+        "summary": "Learn Python with others.",
+        "week_count": str(week_count),
+        "links": "Course home | https://example.org/home",
+        "weeks-TOTAL_FORMS": str(len(weeks)),
+        "weeks-INITIAL_FORMS": "0",
+        "weeks-MIN_NUM_FORMS": "0",
+        "weeks-MAX_NUM_FORMS": "1000",
+    } | course
+    for index, week in enumerate(weeks):
+        defaults = {"title": f"Week {week['number']}", "readings": "", "exercises": ""}
+        data |= {f"weeks-{index}-{name}": value for name, value in (defaults | week).items()}
+    return data
+
+
+def test_a_course_is_created_with_its_weeks_inline(admin_client):
+    response = admin_client.post(
+        reverse("admin:cohorts_course_add"),
+        course_form(
+            [
+                {
+                    "number": "1",
+                    "title": "Getting started",
+                    "lecture_title": "Lecture 1",
+                    "lecture_url": "https://ocw.mit.edu/lecture-1",
+                    "readings": "Chapter 1 | https://example.org/ch1\nhttps://example.org/notes",
+                    "exercises": "Codecademy unit 1 | https://www.codecademy.com/python",
+                },
+                {"number": "2", "title": "Loops"},
+            ]
+        ),
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    course = Course.objects.get(slug="python-for-everyone")
+    assert course.links == [{"title": "Course home", "url": "https://example.org/home"}]
+    first = course.weeks.get(number=1)
+    assert first.readings == [
+        {"title": "Chapter 1", "url": "https://example.org/ch1"},
+        {"title": "https://example.org/notes", "url": "https://example.org/notes"},
+    ]
+    assert first.lecture == {"title": "Lecture 1", "url": "https://ocw.mit.edu/lecture-1"}
+    assert course.weeks.count() == 2
+
+
+def inline_errors(response) -> str:
+    return " ".join(str(error) for formset in response.context["inline_admin_formsets"] for error in formset.formset.errors)
+
+
+def test_a_week_number_beyond_the_course_is_refused_at_the_field(admin_client):
+    response = admin_client.post(
+        reverse("admin:cohorts_course_add"), course_form([{"number": "4"}], week_count=3)
+    )
+
+    assert response.status_code == 200
+    assert "Week 4 is outside this course, which has weeks 1 to 3." in inline_errors(response)
+    assert not Course.objects.exists()
+
+
+def test_two_weeks_with_one_number_are_refused(admin_client):
+    response = admin_client.post(
+        reverse("admin:cohorts_course_add"), course_form([{"number": "2"}, {"number": "2", "title": "Again"}])
+    )
+
+    assert response.status_code == 200
+    formset = response.context["inline_admin_formsets"][0].formset
+    assert "Please correct the duplicate data for number" in " ".join(formset.non_form_errors())
+    assert not Course.objects.exists()
+
+
+def test_shrinking_a_course_below_its_weeks_is_refused(admin_client):
+    course = CourseFactory(week_count=3, slug="short-course")
+    week = WeekFactory(course=course, number=3)
+    data = course_form(
+        [{"id": str(week.pk), "course": str(course.pk), "number": "3", "title": week.title}],
+        week_count=2,
+        slug="short-course",
+    )
+    data["weeks-INITIAL_FORMS"] = "1"
+
+    response = admin_client.post(reverse("admin:cohorts_course_change", args=[course.pk]), data)
+
+    assert response.status_code == 200
+    assert "Week 3 is outside this course, which has weeks 1 to 2." in inline_errors(response)
+    course.refresh_from_db()
+    assert course.week_count == 3
+
+
+def test_a_bad_link_line_is_reported_with_its_line_number(admin_client):
+    response = admin_client.post(
+        reverse("admin:cohorts_course_add"),
+        course_form([{"number": "1", "readings": "Good | https://example.org/good\nBad | ftp//nowhere"}]),
+    )
+
+    assert response.status_code == 200
+    assert "Line 2: &#x27;ftp//nowhere&#x27; is not a web address" in response.content.decode()
+    assert not Week.objects.exists()
+
+
+def test_admin_pages_open(admin_client):
+    cohort = CohortFactory()
+    WeekFactory(course=cohort.course, number=1)
+    for url in [
+        reverse("admin:cohorts_course_changelist"),
+        reverse("admin:cohorts_course_change", args=[cohort.course.pk]),
+        reverse("admin:cohorts_cohort_changelist"),
+        reverse("admin:cohorts_cohort_change", args=[cohort.pk]),
+        reverse("admin:cohorts_cohort_add"),
+    ]:
+        assert admin_client.get(url).status_code == 200, url

@@ -1,0 +1,52 @@
+"""/healthz: is this site able to work? For load balancers, uptime checks and operators.
+
+The database and the broker are critical: when either is down the answer is HTTP 503.
+The worker heartbeat is reported too, but a stale one does not fail the check: the web
+pages still work without workers, and taking the site out of rotation would not help.
+"""
+
+import logging
+
+from django.db import DatabaseError, connection
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+
+from mooc.celery import app as celery_app
+from scheduler.selectors import heartbeat_status
+
+logger = logging.getLogger(__name__)
+
+BROKER_TIMEOUT_SECONDS = 2
+
+
+def database_status() -> dict:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError as error:
+        logger.warning("Health check: database unreachable: %s", error)
+        return {"ok": False, "error": type(error).__name__}
+    return {"ok": True, "vendor": connection.vendor}
+
+
+def broker_status() -> dict:
+    try:
+        with celery_app.connection_for_write() as broker:
+            broker.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=BROKER_TIMEOUT_SECONDS)
+            transport = broker.transport_cls
+    except Exception as error:  # kombu raises transport-specific errors; any of them means down.
+        logger.warning("Health check: broker unreachable: %s", error)
+        return {"ok": False, "error": type(error).__name__}
+    return {"ok": True, "transport": transport}
+
+
+@never_cache
+def healthz(request):
+    database = database_status()
+    broker = broker_status()
+    worker = heartbeat_status(now=timezone.now()) if database["ok"] else {"ok": False, "error": "database down"}
+    healthy = database["ok"] and broker["ok"]
+    body = {"status": "ok" if healthy else "down", "database": database, "broker": broker, "worker": worker}
+    return JsonResponse(body, status=200 if healthy else 503)

@@ -1,0 +1,106 @@
+"""Fixtures shared by every app's tests: a real browser and a real Celery worker."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from mooc.testing.services import database_url_for_other_processes
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, driven by Playwright; skips (with the reason) when either is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("needs Playwright: `make test` installs it from requirements-browser.txt when it can")
+    executable = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium")
+    if not executable:
+        pytest.skip("needs Debian's chromium: `make test` installs it with apt-get when it can (scripts/install-chromium)")
+    # Playwright's sync API runs an event loop in this thread; the Django calls the tests
+    # make between page actions are still plain synchronous code.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def celery_worker_queue(transactional_db):
+    """A real `celery worker` process on the test database, consuming a queue of its own.
+
+    Yields the queue's name: send tasks there with `apply_async(queue=...)`. The worker
+    commits to the database, so tests using it see its writes (transactional_db).
+    """
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    environment = os.environ | {
+        "DATABASE_URL": database_url_for_other_processes(),
+        "DJANGO_READ_DOT_ENV": "false",
+    }
+    worker = subprocess.Popen(
+        [
+            sys.executable, "-m", "celery", "-A", "mooc", "worker",
+            "--queues", queue, "--pool", "solo", "--concurrency", "1",
+            "--without-gossip", "--without-mingle", "--without-heartbeat",
+            "--hostname", f"{queue}@%h", "--loglevel", "INFO",
+        ],
+        cwd=PROJECT_DIR,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield queue
+    finally:
+        worker.terminate()
+        try:
+            output, _ = worker.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            output, _ = worker.communicate()
+        # Shown by pytest when the test failed: what the worker said.
+        print(output)
+
+
+def wait_for(condition, timeout: float = 30, interval: float = 0.2):
+    """Poll `condition` until it returns something truthy; that value, or None at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(interval)
+    return None
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Tests log in a lot; production's slow, strong hasher would only make them wait."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

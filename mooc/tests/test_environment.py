@@ -1,0 +1,128 @@
+"""Settings come from the environment; a wrong one stops start-up with one line naming it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mooc.environment import ConfigurationError, Environment
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def environment(**variables) -> Environment:
+    return Environment(environ_mapping=variables)
+
+
+def test_secret_key_has_a_development_default_only_when_debug_is_on():
+    assert environment().secret_key(debug=True).startswith("django-insecure")
+    with pytest.raises(ConfigurationError) as refusal:
+        environment().secret_key(debug=False)
+    assert refusal.value.variable == "SECRET_KEY"
+    assert "is not set" in str(refusal.value)
+
+
+def test_a_short_secret_key_is_refused_in_production_but_a_long_one_is_used():
+    with pytest.raises(ConfigurationError, match="SECRET_KEY is too short"):
+        environment(SECRET_KEY="abc").secret_key(debug=False)
+    assert environment(SECRET_KEY="k" * 50).secret_key(debug=False) == "k" * 50
+
+
+@pytest.mark.parametrize("raw, expected", [("true", True), ("1", True), ("On", True), ("false", False), ("0", False), ("", None)])
+def test_booleans_read_the_usual_spellings(raw, expected):
+    default = object()
+    assert environment(DEBUG=raw).bool("DEBUG", default=default) is (default if expected is None else expected)
+
+
+def test_a_malformed_boolean_names_its_variable():
+    with pytest.raises(ConfigurationError, match="DEBUG must be true or false, not 'maybe'"):
+        environment(DEBUG="maybe").bool("DEBUG", default=False)
+
+
+def test_numbers_are_checked():
+    assert environment(CONN_MAX_AGE="30").int("CONN_MAX_AGE", default=60) == 30
+    assert environment().int("CONN_MAX_AGE", default=60) == 60
+    with pytest.raises(ConfigurationError, match="CONN_MAX_AGE must be a whole number"):
+        environment(CONN_MAX_AGE="soon").int("CONN_MAX_AGE", default=60)
+    with pytest.raises(ConfigurationError, match="TASK_RETRY_MAX_DELAY must be at least 1"):
+        environment(TASK_RETRY_MAX_DELAY="0").int("TASK_RETRY_MAX_DELAY", default=60, minimum=1)
+
+
+def test_database_url_defaults_and_parses_postgres():
+    config = environment(DATABASE_URL="postgres://mooc:s3cret@db.internal:5433/mooc").database(default_url="sqlite:///:memory:")
+    assert config["ENGINE"] == "django.db.backends.postgresql"
+    assert (config["HOST"], config["PORT"], config["NAME"], config["USER"]) == ("db.internal", 5433, "mooc", "mooc")
+    default = environment().database(default_url="sqlite:///:memory:")
+    assert default["ENGINE"] == "django.db.backends.sqlite3"
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres//no-scheme-separator", "mysqlx://someone@host/db", "not a url", "postgres://u@host:notaport/db"]
+)
+def test_a_malformed_database_url_names_the_variable(url):
+    with pytest.raises(ConfigurationError) as refusal:
+        environment(DATABASE_URL=url).database(default_url="sqlite:///:memory:")
+    assert refusal.value.variable == "DATABASE_URL"
+    assert str(refusal.value).startswith("Configuration error: DATABASE_URL ")
+
+
+def test_site_url_is_required_without_a_default_and_must_be_absolute():
+    with pytest.raises(ConfigurationError, match="SITE_URL is not set"):
+        environment().url("SITE_URL", default=None, schemes=("http", "https"))
+    with pytest.raises(ConfigurationError, match="SITE_URL must be an absolute http or https URL"):
+        environment(SITE_URL="mooc.example.org").url("SITE_URL", default=None, schemes=("http", "https"))
+    assert environment(SITE_URL="https://mooc.example.org/").url("SITE_URL", None, ("https",)) == "https://mooc.example.org"
+
+
+def test_broker_url_prefers_celery_broker_url_then_redis_url_then_the_default():
+    assert environment(CELERY_BROKER_URL="redis://a:6379/0", REDIS_URL="redis://b").broker_url("filesystem://") == "redis://a:6379/0"
+    assert environment(REDIS_URL="redis://b:6379/1").broker_url("filesystem://") == "redis://b:6379/1"
+    assert environment().broker_url("filesystem://") == "filesystem://"
+    with pytest.raises(ConfigurationError, match="CELERY_BROKER_URL is not a broker URL"):
+        environment(CELERY_BROKER_URL="localhost:6379").broker_url("filesystem://")
+
+
+def run_manage(*args: str, **variables: str) -> subprocess.CompletedProcess:
+    """Run manage.py in a fresh process with only the given settings in its environment."""
+    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT_DIR,
+        env=keep | {"DJANGO_READ_DOT_ENV": "false"} | variables,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_production_without_secret_key_stops_with_one_line():
+    result = run_manage("check", SITE_URL="https://mooc.example.org")
+    assert result.returncode != 0
+    assert result.stderr.strip() == "Configuration error: SECRET_KEY is not set (required when DEBUG is off)"
+
+
+def test_a_database_url_that_does_not_parse_stops_with_one_line():
+    result = run_manage("check", DEBUG="true", DATABASE_URL="postgres://u@host:notaport/db")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Configuration error: DATABASE_URL"), result.stderr
+
+
+def test_local_defaults_need_no_settings_at_all():
+    script = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print('SETTINGS', s.DEBUG, s.DATABASES['default']['ENGINE'], s.CELERY_BROKER_URL, s.EMAIL_BACKEND, s.SITE_URL, s.TIME_ZONE)"
+    )
+    result = run_manage("shell", "-c", script, DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    settings_line = next(line for line in result.stdout.splitlines() if line.startswith("SETTINGS "))
+    assert settings_line.split()[1:] == [
+        "True",
+        "django.db.backends.sqlite3",
+        "filesystem://",
+        "scheduler.outbox.OutboxEmailBackend",
+        "http://127.0.0.1:8000",
+        "UTC",
+    ]
