@@ -35,8 +35,10 @@ def course_definition_read(path: Path) -> dict:
 
     Raises ValidationError when the file lacks either part.
     """
+    # libyaml's parser when PyYAML has it: ten times faster than the pure-Python one.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with path.open(encoding="utf-8") as definition_file:
-        definition = yaml.safe_load(definition_file) or {}
+        definition = yaml.load(definition_file, Loader=loader) or {}
     if not isinstance(definition.get("course"), dict) or not isinstance(definition.get("weeks"), list):
         raise ValidationError(f"{path.name}: a course definition needs a 'course' mapping and a 'weeks' list.")
     return definition

@@ -1,0 +1,65 @@
+"""/healthz answers 200 with the status of the database and the broker, and 503 when one is down."""
+
+import datetime
+
+import pytest
+from django.db import OperationalError, connection
+from django.utils import timezone
+
+from scheduler.services import heartbeat_record
+
+pytestmark = pytest.mark.django_db
+
+
+def test_up(client):
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["database"] == {"ok": True, "vendor": connection.vendor}
+    assert body["broker"]["ok"] is True
+    assert response["Cache-Control"].startswith("max-age=0")
+
+
+def test_broker_down(client, monkeypatch):
+    # Nothing listens on port 1: a real connection failure, not a mock. Celery reads its
+    # broker from this variable before its configuration, so this is where to point it.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.delenv("CELERY_BROKER_WRITE_URL", raising=False)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "down"
+    assert body["broker"]["ok"] is False
+    assert body["database"]["ok"] is True
+
+
+def test_database_down(client, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OperationalError("connection to server at 127.0.0.1, port 5432 failed: Connection refused")
+
+    monkeypatch.setattr(connection, "ensure_connection", refuse)
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 503
+    body = response.json()
+    assert body["database"] == {"ok": False, "error": "OperationalError"}
+    assert "5432" not in response.content.decode()  # details go to the log, not to the public
+
+
+def test_the_worker_heartbeat_is_reported_but_does_not_fail_the_check(client, settings):
+    settings.WORKER_HEARTBEAT_STALE_AFTER = 300
+    assert client.get("/healthz").json()["worker"] == {"ok": False, "last_seen": None, "seconds_ago": None}
+
+    heartbeat_record(now=timezone.now() - datetime.timedelta(minutes=10))
+    stale = client.get("/healthz")
+    assert stale.status_code == 200
+    assert stale.json()["worker"]["ok"] is False
+    assert stale.json()["worker"]["seconds_ago"] >= 600
+
+    heartbeat_record(now=timezone.now())
+    assert client.get("/healthz").json()["worker"]["ok"] is True

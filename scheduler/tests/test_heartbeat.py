@@ -1,0 +1,66 @@
+"""The heartbeat: beat queues it every minute, a worker records it, /healthz reports its age."""
+
+import datetime
+
+import pytest
+from django.utils import timezone
+
+from mooc.celery import app as celery_app
+from mooc.testing.fixtures import wait_for
+from scheduler.models import Heartbeat
+from scheduler.selectors import heartbeat_status
+from scheduler.services import heartbeat_record
+from scheduler.tasks import heartbeat
+
+NOON = datetime.datetime(2026, 11, 21, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.django_db
+def test_recording_twice_keeps_one_row_with_the_latest_time():
+    heartbeat_record(now=NOON)
+    heartbeat_record(now=NOON + datetime.timedelta(minutes=1))
+
+    assert Heartbeat.objects.count() == 1
+    assert Heartbeat.objects.get().seen_at == NOON + datetime.timedelta(minutes=1)
+
+
+@pytest.mark.django_db
+def test_status_turns_stale_after_the_configured_time(settings):
+    settings.WORKER_HEARTBEAT_STALE_AFTER = 300
+    heartbeat_record(now=NOON)
+
+    assert heartbeat_status(now=NOON + datetime.timedelta(seconds=300))["ok"] is True
+    late = heartbeat_status(now=NOON + datetime.timedelta(seconds=301))
+    assert late == {"ok": False, "last_seen": NOON.isoformat(), "seconds_ago": 301}
+
+
+@pytest.mark.django_db
+def test_the_task_records_the_heartbeat():
+    heartbeat.apply()
+    assert Heartbeat.objects.get().seen_at <= timezone.now()
+
+
+def test_beat_schedules_a_task_the_worker_knows():
+    celery_app.loader.import_default_modules()
+    entry = celery_app.conf.beat_schedule["worker-heartbeat"]
+    assert entry["task"] in celery_app.tasks
+    assert entry["schedule"] <= 60
+
+
+def test_celery_is_configured_for_idempotent_tasks(settings):
+    conf = celery_app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    # A task waiting for its longest retry must not be re-delivered by Redis meanwhile.
+    assert conf.broker_transport_options["visibility_timeout"] > settings.TASK_RETRY_MAX_DELAY + conf.task_time_limit
+
+
+@pytest.mark.celery_worker
+def test_a_real_worker_runs_the_task_on_redis_and_writes_to_postgresql(celery_worker_queue):
+    heartbeat.apply_async(queue=celery_worker_queue)
+
+    recorded = wait_for(lambda: Heartbeat.objects.filter(name="worker").first(), timeout=60)
+
+    assert recorded is not None, "the worker did not record the heartbeat within 60 seconds"
+    assert timezone.now() - recorded.seen_at < datetime.timedelta(minutes=1)
