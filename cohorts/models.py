@@ -5,8 +5,6 @@ A link anywhere in course content is a dict {"title": ..., "url": ...}; a list o
 weekly email templates can loop over them without extra queries.
 """
 
-import datetime
-
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -122,9 +120,3 @@ class Cohort(models.Model):
 
     def __str__(self):
         return f"{self.course.title}: {self.name}"
-
-    def week_start_date(self, number: int) -> datetime.date:
-        return self.start_date + datetime.timedelta(weeks=number - 1)
-
-    def is_open_for_signup(self, today: datetime.date) -> bool:
-        return self.signup_opens_on <= today <= self.signup_closes_on

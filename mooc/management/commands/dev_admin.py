@@ -22,13 +22,11 @@ class Command(BaseCommand):
             password_file.parent.mkdir(parents=True, exist_ok=True)
             password_file.write_text(password + "\n")
             password_file.chmod(0o600)
-        elif password_file.is_file():
-            password = password_file.read_text().strip()
         else:
-            password = None
+            password = password_file.read_text().strip() if password_file.is_file() else None
+            if password is not None and not user.check_password(password):
+                password = None  # changed since: the file no longer tells the truth
         url = f"{settings.SITE_URL}/admin/"
-        if password is not None and user is not None and not user.check_password(password):
-            password = None  # changed since: the file no longer tells the truth
         if password is None:
             self.stdout.write(f"Admin: {url}  user {USERNAME!r} (password changed; reset it with: manage.py changepassword {USERNAME})")
         else:
