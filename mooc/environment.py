@@ -37,8 +37,9 @@ class Environment:
             # django-environ reads from a class-level mapping; give this instance its own.
             self.env.ENVIRON = environ_mapping
 
-    def is_set(self, variable: str) -> bool:
-        return bool(self.env.str(variable, default=""))
+    def prefixed(self, prefix: str) -> dict[str, str]:
+        """Every non-empty variable whose name starts with `prefix`, keyed by the rest of its name."""
+        return {name.removeprefix(prefix): value for name, value in self.env.ENVIRON.items() if name.startswith(prefix) and value}
 
     def bool(self, variable: str, default: bool) -> bool:
         raw = self.env.str(variable, default="").strip().lower()

@@ -142,11 +142,8 @@ EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="scheduler.outbox.OutboxEmailBa
 EMAIL_OUTBOX_DIR = Path(env.str("EMAIL_OUTBOX_DIR", default=str(VAR_DIR / "outbox")))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Mechanical MOOC <mooc@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
-ANYMAIL = {
-    name.removeprefix("ANYMAIL_"): value
-    for name, value in env.env.ENVIRON.items()
-    if name.startswith("ANYMAIL_") and value
-}
+# Anymail's settings, e.g. ANYMAIL_MAILGUN_API_KEY -> ANYMAIL["MAILGUN_API_KEY"].
+ANYMAIL = env.prefixed("ANYMAIL_")
 
 # --- Celery -----------------------------------------------------------------------------
 # Our tasks are idempotent (the delivery ledger decides what is sent), so a task is

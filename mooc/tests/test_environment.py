@@ -84,6 +84,11 @@ def test_broker_url_prefers_celery_broker_url_then_redis_url_then_the_default():
         environment(CELERY_BROKER_URL="localhost:6379").broker_url("filesystem://")
 
 
+def test_anymail_settings_are_gathered_by_prefix():
+    gathered = environment(ANYMAIL_MAILGUN_API_KEY="key-1", ANYMAIL_WEBHOOK_SECRET="", DEBUG="true").prefixed("ANYMAIL_")
+    assert gathered == {"MAILGUN_API_KEY": "key-1"}
+
+
 def run_manage(*args: str, **variables: str) -> subprocess.CompletedProcess:
     """Run manage.py in a fresh process with only the given settings in its environment."""
     keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
