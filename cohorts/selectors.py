@@ -26,3 +26,20 @@ def course_featured(today: datetime.date) -> Course | None:
     if next_cohort is not None:
         return courses.get(pk=next_cohort.course_id)
     return courses.order_by("pk").first()
+
+
+def cohort_open_for_signup(slug: str, today: datetime.date) -> Cohort | None:
+    """The cohort with this slug if it is open for signup today, else None."""
+    return cohorts_open_for_signup(today).filter(slug=slug).first()
+
+
+def cohort_week_number(cohort: Cohort, today: datetime.date) -> int | None:
+    """The week of the course a cohort is in today: 1..week_count, None before it starts or after it ends."""
+    if today < cohort.start_date:
+        return None
+    number = (today - cohort.start_date).days // 7 + 1
+    return number if number <= cohort.course.week_count else None
+
+
+def cohort_by_slug(slug: str) -> Cohort | None:
+    return Cohort.objects.select_related("course").filter(slug=slug).first()

@@ -126,6 +126,13 @@ STORAGES = {
     },
 }
 
+# --- Signups: abuse limits --------------------------------------------------------------------
+SIGNUP_LIMIT_PER_IP_PER_HOUR = env.int("SIGNUP_LIMIT_PER_IP_PER_HOUR", default=20, minimum=1)
+SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR = env.int("SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR", default=5, minimum=1)
+# How many reverse proxies (load balancer, nginx) stand in front of the site and append to
+# X-Forwarded-For; 0 trusts no such header and takes the connection's address.
+TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
+
 # --- Security in production -------------------------------------------------------------
 if not DEBUG and SITE_URL.startswith("https://"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

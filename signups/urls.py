@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from signups import views
 
@@ -6,4 +6,14 @@ app_name = "signups"
 
 urlpatterns = [
     path("", views.landing, name="landing"),
+    path("signup/", views.signup, name="signup"),
+    path("signup/sent/", views.signup_sent, name="signup-sent"),
+    path("confirm/resend/", views.confirm_resend, name="confirm-resend"),
+    path("confirm/<str:token>/", views.confirm, name="confirm"),
+    path("me/resend/", views.manage_link_resend, name="manage-resend"),
+    path("me/<str:token>/", views.manage, name="manage"),
+    path("me/<str:token>/export/", views.manage_export, name="manage-export"),
+    path("me/<str:token>/erase/", views.manage_erase, name="manage-erase"),
+    re_path(r"^me/(?P<token>[^/]+)/(?P<action>switch|pause|resume|leave)/$", views.manage_action, name="manage-action"),
+    path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
 ]

@@ -1,12 +1,203 @@
-from django.shortcuts import render
+"""The learner's pages: the home page with the signup form, confirmation, self-service, unsubscribe."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import HttpResponseBadRequest, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
 
-from cohorts.selectors import cohorts_open_for_signup, course_featured
+from cohorts.selectors import cohort_by_slug, cohort_week_number, cohorts_open_for_signup, course_featured
+from signups import services
+from signups.forms import SignupForm, timezone_names
+from signups.selectors import cohorts_to_switch_to, enrollment_current, enrollment_learner_email, learner_from_token
+from signups.services import Signup, SignupRefused
+from signups.tokens import TokenExpired, TokenInvalid, learner_token
 
 
-def landing(request):
-    """The home page: the course, its syllabus, how it works, and where to join."""
+def client_ip(request) -> str:
+    """The visitor's address; behind TRUSTED_PROXIES proxies, the one they saw."""
+    proxies = settings.TRUSTED_PROXIES
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    if proxies and len(forwarded) >= proxies:
+        return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _landing(request, form=None, status=200):
     today = timezone.now().date()
     course = course_featured(today)
     open_cohorts = list(cohorts_open_for_signup(today, course=course)) if course else []
-    return render(request, "signups/landing.html", {"course": course, "open_cohorts": open_cohorts})
+    form = form or SignupForm(open_cohorts=open_cohorts, today=today)
+    context = {"course": course, "open_cohorts": open_cohorts, "form": form, "timezones": timezone_names()}
+    return render(request, "signups/landing.html", context, status=status)
+
+
+def landing(request):
+    """The home page: the course, its syllabus, how it works, and the signup form."""
+    return _landing(request)
+
+
+@csrf_exempt  # Partner sites post this form from their own pages; double opt-in makes that safe.
+@require_http_methods(["GET", "POST"])
+def signup(request):
+    if request.method == "GET":
+        return redirect(reverse("signups:landing") + "#join")
+    now = timezone.now()
+    today = now.date()
+    course = course_featured(today)
+    open_cohorts = list(cohorts_open_for_signup(today, course=course)) if course else []
+    form = SignupForm(request.POST, open_cohorts=open_cohorts, today=today)
+    if form.is_bot:
+        return redirect("signups:signup-sent")  # tell a bot nothing
+    if course is None:
+        return HttpResponseBadRequest("There is no course to sign up for yet.")
+    if not form.is_valid():
+        return _landing(request, form=form, status=400)
+    data = form.cleaned_data
+    limited = services.signup_rate_limited(client_ip(request), data["email"])
+    if limited == "ip":
+        return render(request, "signups/rate_limited.html", status=429)
+    cohort = data["cohort"]
+    if limited is None:
+        services.learner_signup(
+            Signup(
+                email=data["email"], first_name=data["first_name"], timezone=data["timezone"],
+                experience=data["experience"], wants_group=data["wants_group"],
+                course=cohort.course if cohort else course, cohort=cohort,
+            ),
+            now=now,
+        )
+    # Over the per-address limit: the same answer, and no email (no mail-bombing anybody).
+    url = reverse("signups:signup-sent")
+    return redirect(f"{url}?waitlist=1" if cohort is None else url)
+
+
+def signup_sent(request):
+    return render(request, "signups/signup_sent.html", {"waitlist": request.GET.get("waitlist") == "1"})
+
+
+def _token_problem(request, problem: str, resend_url: str, email: str = ""):
+    context = {"problem": problem, "resend_url": resend_url, "email": email}
+    return render(request, "signups/token_problem.html", context, status=400)
+
+
+def confirm(request, token):
+    try:
+        confirmation = services.enrollment_confirm(token, now=timezone.now())
+    except TokenExpired as expired:
+        email = enrollment_learner_email(expired.enrollment_id)
+        return _token_problem(request, "expired", reverse("signups:confirm-resend"), email)
+    except TokenInvalid:
+        return _token_problem(request, "invalid", reverse("signups:confirm-resend"))
+    enrollment = confirmation.enrollment
+    context = {
+        "enrollment": enrollment,
+        "already_confirmed": confirmation.already_confirmed,
+        "manage_url": reverse("signups:manage", args=[learner_token(enrollment.learner.public_id)]),
+    }
+    return render(request, "signups/confirmed.html", context)
+
+
+@require_POST
+def confirm_resend(request):
+    email = request.POST.get("email", "").strip()
+    if email and not services.signup_rate_limited(client_ip(request), email):
+        services.confirmation_resend(email, now=timezone.now())
+    return redirect("signups:signup-sent")
+
+
+@require_POST
+def manage_link_resend(request):
+    email = request.POST.get("email", "").strip()
+    if email and not services.signup_rate_limited(client_ip(request), email):
+        services.manage_link_send(email, now=timezone.now())
+    return redirect("signups:signup-sent")
+
+
+def _learner_or_problem(request, token):
+    try:
+        return learner_from_token(token), None
+    except TokenInvalid:
+        return None, _token_problem(request, "invalid", reverse("signups:manage-resend"))
+
+
+def manage(request, token):
+    learner, problem = _learner_or_problem(request, token)
+    if problem:
+        return problem
+    today = timezone.now().date()
+    enrollment = enrollment_current(learner)
+    context = {
+        "learner": learner,
+        "token": token,
+        "enrollment": enrollment,
+        "week_number": cohort_week_number(enrollment.cohort, today) if enrollment and enrollment.cohort else None,
+        "switch_to": list(cohorts_to_switch_to(enrollment, today)) if enrollment else [],
+    }
+    return render(request, "signups/manage.html", context)
+
+
+@require_POST
+def manage_action(request, token, action):
+    learner, problem = _learner_or_problem(request, token)
+    if problem:
+        return problem
+    now = timezone.now()
+    enrollment = enrollment_current(learner)
+    done_messages = {
+        "pause": ("Your weekly emails are paused.", "Your emails were already paused."),
+        "resume": ("Your weekly emails will start again.", "Your emails were already on."),
+        "leave": ("You have left the course. We will not email you about it again.", "You had already left the course."),
+    }
+    try:
+        if enrollment is None:
+            raise SignupRefused("You have no current enrollment to change.")
+        if action == "switch":
+            cohort = cohort_by_slug(request.POST.get("cohort", ""))
+            if cohort is None:
+                raise SignupRefused("Please choose a round from the list.")
+            services.enrollment_switch_cohort(enrollment, cohort, today=now.date(), now=now)
+            messages.success(request, f"Done: you are now in {cohort.name}, starting {cohort.start_date:%A %-d %B}.")
+        else:
+            change = {"pause": services.enrollment_pause, "resume": services.enrollment_resume}.get(action)
+            changed = change(enrollment) if change else services.enrollment_leave(enrollment, now=now)
+            done, already = done_messages[action]
+            messages.success(request, done if changed else already)
+    except SignupRefused as refusal:
+        messages.error(request, str(refusal))
+    return redirect("signups:manage", token=token)
+
+
+def manage_export(request, token):
+    learner, problem = _learner_or_problem(request, token)
+    if problem:
+        return problem
+    response = JsonResponse(services.learner_data_export(learner), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = 'attachment; filename="mechanical-mooc-my-data.json"'
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def manage_erase(request, token):
+    learner, problem = _learner_or_problem(request, token)
+    if problem:
+        return problem
+    if request.method == "POST":
+        services.learner_erase(learner, today=timezone.now().date())
+        return render(request, "signups/erased.html")
+    return render(request, "signups/erase_confirm.html", {"learner": learner, "token": token})
+
+
+@csrf_exempt  # RFC 8058 one-click: mail clients POST here with no cookie, no token, no login.
+@require_http_methods(["GET", "POST"])
+def unsubscribe(request, token):
+    learner, problem = _learner_or_problem(request, token)
+    if problem:
+        return problem
+    if request.method == "POST":
+        changed = services.learner_unsubscribe(learner, now=timezone.now())
+        return render(request, "signups/unsubscribed.html", {"already": not changed})
+    return render(request, "signups/unsubscribe.html", {"learner": learner, "already": learner.is_unsubscribed})

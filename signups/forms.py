@@ -1,0 +1,83 @@
+"""The signup form. Its field names are a public interface: partner sites post the same form."""
+
+import datetime
+import functools
+import zoneinfo
+
+from django import forms
+
+from cohorts.models import Cohort
+from cohorts.selectors import cohort_by_slug, cohort_open_for_signup
+from signups.models import Experience
+
+
+@functools.cache
+def timezone_names() -> tuple[str, ...]:
+    # The IANA names only: no "posixrules" or "Factory" aliases a person would never pick.
+    return tuple(sorted(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC"))
+
+
+class SignupForm(forms.Form):
+    email = forms.EmailField(label="Email address", max_length=254)
+    first_name = forms.CharField(label="First name (optional)", max_length=100, required=False)
+    timezone = forms.CharField(
+        label="Your time zone",
+        max_length=64,
+        help_text="Detected from your browser when it can; start typing a city to change it (e.g. Europe/Lisbon).",
+    )
+    experience = forms.ChoiceField(label="Programming experience", choices=Experience.choices, widget=forms.RadioSelect)
+    wants_group = forms.ChoiceField(
+        label="Would you like a study group?",
+        choices=[("yes", "Yes, put me in a small study group"), ("no", "No, I will study on my own")],
+        initial="yes",
+        widget=forms.RadioSelect,
+    )
+    # A CharField, not a ChoiceField: a round that closed since the page loaded gets its own message.
+    cohort = forms.CharField(label="Round", widget=forms.RadioSelect, required=False)
+    consent = forms.BooleanField(
+        label="I agree to receive the course emails (one a week, and a few about my study group). I can stop them at any time.",
+        error_messages={"required": "Please agree to receive the course emails: the course happens by email."},
+    )
+    # A honeypot: hidden from people, filled in by bots. See SignupForm.is_bot.
+    website = forms.CharField(required=False, label="Leave this empty")
+
+    def __init__(self, *args, open_cohorts: list[Cohort], today: datetime.date, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.open_cohorts = open_cohorts
+        self.today = today
+        self.fields["cohort"].widget.choices = [
+            (cohort.slug, f"{cohort.name}: starts {cohort.start_date:%A %-d %B %Y}") for cohort in open_cohorts
+        ]
+        if open_cohorts:
+            self.fields["cohort"].initial = open_cohorts[0].slug
+
+    @property
+    def is_bot(self) -> bool:
+        return bool(self.data.get("website"))
+
+    def clean_email(self):
+        return self.cleaned_data["email"].strip()
+
+    def clean_first_name(self):
+        return " ".join(self.cleaned_data["first_name"].split())
+
+    def clean_timezone(self):
+        name = self.cleaned_data["timezone"].strip()
+        if name not in timezone_names():
+            raise forms.ValidationError(f"“{name}” is not a time zone we know. Pick one from the list, e.g. America/Chicago.")
+        return name
+
+    def clean_cohort(self):
+        slug = self.data.get("cohort", "").strip()
+        if not slug:
+            # No choice: the next round to start, or the waitlist when none is open.
+            return self.open_cohorts[0] if self.open_cohorts else None
+        cohort = cohort_open_for_signup(slug, self.today)
+        if cohort is None:
+            if cohort_by_slug(slug) is not None:
+                raise forms.ValidationError("This round is no longer open for signup. Please choose another one.")
+            raise forms.ValidationError("There is no such round. Please choose one of those listed.")
+        return cohort
+
+    def clean_wants_group(self):
+        return self.cleaned_data["wants_group"] == "yes"

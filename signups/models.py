@@ -1,0 +1,142 @@
+"""Learners, their enrollments in cohorts, and the addresses we must never mail.
+
+A learner is one person, one normalized email address, however often they sign up.
+An enrollment is that learner in one course: in a cohort, or on its waitlist when no
+cohort was open. Only a confirmed, subscribed learner with an active enrollment in a
+cohort is grouped and mailed.
+"""
+
+import hashlib
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from cohorts.models import Cohort, Course
+
+
+def email_normalize(address: str) -> str:
+    """One spelling per address: whitespace trimmed, lower case (Ada@X.org == ada@x.org)."""
+    return address.strip().lower()
+
+
+def email_digest(address: str) -> str:
+    """A one-way fingerprint of an address, to remember "never mail this" without keeping it."""
+    return hashlib.sha256(email_normalize(address).encode()).hexdigest()
+
+
+class Experience(models.TextChoices):
+    NONE = "none", "None: I have never programmed"
+    SOME = "some", "Some: I have written a little code"
+    EXPERIENCED = "experienced", "Experienced: I program already"
+
+
+class Learner(models.Model):
+    email = models.EmailField(max_length=254, unique=True, help_text="Stored normalized: trimmed, lower case.")
+    # Links in emails name this, never the row id: it says nothing about how many learners we have.
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    first_name = models.CharField(max_length=100, blank=True)
+    timezone = models.CharField(max_length=64, help_text="IANA time zone name, e.g. Europe/Lisbon.")
+    experience = models.CharField(max_length=20, choices=Experience.choices)
+    confirmed_at = models.DateTimeField(null=True, blank=True, help_text="When the learner confirmed the address.")
+    confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.email
+
+    def save(self, *args, **kwargs):
+        self.email = email_normalize(self.email)
+        super().save(*args, **kwargs)
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_at is not None
+
+    @property
+    def is_unsubscribed(self) -> bool:
+        return self.unsubscribed_at is not None
+
+
+class Enrollment(models.Model):
+    """A learner in one course: in a cohort, or waitlisted (no cohort) until one opens."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for confirmation"
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Emails paused"
+        LEFT = "left", "Left the course"
+        SWITCHED = "switched", "Moved to another cohort"
+
+    # An enrollment in one of these is the learner's current one in its course.
+    CURRENT = (Status.PENDING, Status.ACTIVE, Status.PAUSED)
+
+    learner = models.ForeignKey(Learner, on_delete=models.CASCADE, related_name="enrollments")
+    course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="enrollments")
+    cohort = models.ForeignKey(
+        Cohort, on_delete=models.PROTECT, null=True, blank=True, related_name="enrollments",
+        help_text="Empty: on the waitlist for the course's next cohort.",
+    )
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    wants_group = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["learner", "course"],
+                condition=Q(status__in=["pending", "active", "paused"]),
+                name="enrollment_one_current_per_course",
+                violation_error_message="This learner already has a current enrollment in this course.",
+            ),
+        ]
+        indexes = [models.Index(fields=["cohort", "status"])]
+
+    def __str__(self):
+        where = self.cohort.name if self.cohort_id else "waitlist"
+        return f"{self.learner} in {where} ({self.get_status_display()})"
+
+    @property
+    def is_current(self) -> bool:
+        return self.status in self.CURRENT
+
+    @property
+    def is_waitlisted(self) -> bool:
+        return self.cohort_id is None
+
+
+class Suppression(models.Model):
+    """An address nobody may mail again until its owner signs up and confirms anew.
+
+    Keyed by a digest, not the address: after an erasure we keep no personal data, yet
+    still must not mail the address (an organizer's import, say) against the person's will.
+    """
+
+    class Reason(models.TextChoices):
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        ERASED = "erased", "Erased their data"
+
+    email_digest = models.CharField(max_length=64, unique=True)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.get_reason_display()} ({self.email_digest[:12]}…)"
+
+
+class Erasure(models.Model):
+    """One learner erased their data: an anonymous count for statistics, nothing personal."""
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    erased_on = models.DateField()
+
+    def __str__(self):
+        return f"Erasure on {self.erased_on}"

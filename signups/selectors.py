@@ -1,0 +1,59 @@
+"""Questions about learners; nothing here writes."""
+
+import datetime
+
+from django.db.models import QuerySet
+
+from cohorts.models import Cohort, Course
+from cohorts.selectors import cohorts_open_for_signup
+from signups.models import Enrollment, Learner, Suppression, email_digest, email_normalize
+from signups.tokens import TokenInvalid, learner_token_read
+
+
+def learner_from_token(token: str) -> Learner:
+    """The learner a manage/unsubscribe link names. Raises TokenInvalid (also once erased)."""
+    public_id = learner_token_read(token)
+    learner = Learner.objects.filter(public_id=public_id).first()
+    if learner is None:
+        raise TokenInvalid
+    return learner
+
+
+def enrollment_current(learner: Learner, course: Course | None = None) -> Enrollment | None:
+    """The learner's current (pending, active or paused) enrollment, in `course` if given."""
+    enrollments = learner.enrollments.filter(status__in=Enrollment.CURRENT).select_related("course", "cohort")
+    if course is not None:
+        enrollments = enrollments.filter(course=course)
+    return enrollments.order_by("-created_at").first()
+
+
+def cohorts_to_switch_to(enrollment: Enrollment, today: datetime.date) -> QuerySet[Cohort]:
+    """Open cohorts of the enrollment's course that start later than its cohort."""
+    cohorts = cohorts_open_for_signup(today, course=enrollment.course)
+    if enrollment.cohort is not None:
+        cohorts = cohorts.filter(start_date__gt=enrollment.cohort.start_date)
+    return cohorts
+
+
+def address_is_suppressed(email: str) -> bool:
+    """Whether the address unsubscribed or was erased and has not confirmed anew since."""
+    return Suppression.objects.filter(email_digest=email_digest(email)).exists()
+
+
+def learner_by_email(email: str) -> Learner | None:
+    return Learner.objects.filter(email=email_normalize(email)).first()
+
+
+def enrollments_mailable(cohort: Cohort) -> QuerySet[Enrollment]:
+    """The enrollments of a cohort that may be grouped and mailed: confirmed, subscribed, active."""
+    return Enrollment.objects.filter(
+        cohort=cohort,
+        status=Enrollment.Status.ACTIVE,
+        learner__confirmed_at__isnull=False,
+        learner__unsubscribed_at__isnull=True,
+    ).select_related("learner")
+
+
+def enrollment_learner_email(enrollment_id: int) -> str:
+    """The address an enrollment belongs to ("" when it is gone), to prefill a resend form."""
+    return Enrollment.objects.filter(pk=enrollment_id).values_list("learner__email", flat=True).first() or ""

@@ -1,0 +1,362 @@
+"""Verbs of learners: sign up, confirm, switch cohort, pause, leave, unsubscribe, erase.
+
+The one rule every function here keeps: nobody is mailed against their will. Only the
+person who owns an address can (re)start mail to it, by following a confirmation link
+sent to it; an unsubscribed or erased address is suppressed until then.
+"""
+
+import datetime
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+
+from cohorts.models import Cohort, Course
+from signups.models import Enrollment, Erasure, Learner, Suppression, email_digest, email_normalize
+from signups.tokens import TokenInvalid, confirmation_token, confirmation_token_read, learner_token
+
+logger = logging.getLogger(__name__)
+
+# A person who signs up again within this time gets no second email (the first is on its way).
+CONFIRMATION_RESEND_INTERVAL = datetime.timedelta(minutes=10)
+
+
+class SignupRefused(Exception):
+    """A self-service request that cannot be carried out; the message says why, for the learner."""
+
+
+@dataclass(frozen=True)
+class Signup:
+    """What a person submitted on the signup form, already validated."""
+
+    email: str
+    first_name: str
+    timezone: str
+    experience: str
+    wants_group: bool
+    course: Course
+    cohort: Cohort | None  # None: the waitlist for the course's next cohort
+
+
+# --- Links and headers every email to a learner carries ------------------------------------
+
+
+def learner_links(learner: Learner) -> dict[str, str]:
+    """Absolute links for a learner's emails: manage the enrollment, unsubscribe."""
+    token = learner_token(learner.public_id)
+    return {
+        "manage": f"{settings.SITE_URL}/me/{token}/",
+        "unsubscribe": f"{settings.SITE_URL}/unsubscribe/{token}/",
+    }
+
+
+def learner_email_headers(learner: Learner) -> dict[str, str]:
+    """The List-Unsubscribe headers (RFC 2369, and RFC 8058's one-click POST) for a course email."""
+    return {
+        "List-Unsubscribe": f"<{learner_links(learner)['unsubscribe']}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def _send(learner: Learner, template: str, context: dict, headers: dict | None = None) -> None:
+    context = {"learner": learner, "links": learner_links(learner), **context}
+    subject = render_to_string(f"signups/email/{template}_subject.txt", context).strip()
+    message = EmailMultiAlternatives(
+        subject=" ".join(subject.split()),
+        body=render_to_string(f"signups/email/{template}.txt", context),
+        to=[learner.email],
+        headers=headers or {},
+    )
+    message.attach_alternative(render_to_string(f"signups/email/{template}.html", context), "text/html")
+    message.send()
+
+
+# --- Signing up and confirming -----------------------------------------------------------
+
+
+def _learner_for_update(signup: Signup) -> tuple[Learner, bool]:
+    """The learner with this address, locked for this transaction; created if new.
+
+    Two simultaneous signups for one address both end here: the unique address makes one
+    of them wait for (or fail on) the other's insert, and then both lock the same row.
+    """
+    email = email_normalize(signup.email)
+    try:
+        with transaction.atomic():
+            learner, created = Learner.objects.get_or_create(
+                email=email,
+                defaults={"first_name": signup.first_name, "timezone": signup.timezone, "experience": signup.experience},
+            )
+    except IntegrityError:  # the other signup inserted it first
+        created = False
+    return Learner.objects.select_for_update().get(email=email), created
+
+
+def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:
+    """Sign a person up for a cohort (or the waitlist) and mail them a confirmation link.
+
+    One person is one learner: an address already known is never a second learner.
+    - Unconfirmed: their answers are updated and the confirmation is sent again.
+    - Confirmed, with a current enrollment in the course: nothing changes without their
+      click; they are mailed a link to manage their enrollment instead.
+    - Confirmed but left or unsubscribed: a new pending enrollment waits for confirmation.
+    At most one email per address per CONFIRMATION_RESEND_INTERVAL. Transactional; the email
+    goes out after the commit, and a failed send is logged and may be retried at once.
+    Returns the learner's current enrollment in the course.
+    """
+    with transaction.atomic():
+        learner, created = _learner_for_update(signup)
+        if not created and not learner.is_confirmed:
+            learner.first_name = signup.first_name or learner.first_name
+            learner.timezone = signup.timezone
+            learner.experience = signup.experience
+        enrollment = (
+            Enrollment.objects.select_for_update()
+            .filter(learner=learner, course=signup.course, status__in=Enrollment.CURRENT)
+            .first()
+        )
+        if enrollment is None:
+            enrollment = Enrollment.objects.create(
+                learner=learner, course=signup.course, cohort=signup.cohort, wants_group=signup.wants_group
+            )
+        elif enrollment.status == Enrollment.Status.PENDING:
+            enrollment.cohort = signup.cohort
+            enrollment.wants_group = signup.wants_group
+            enrollment.save(update_fields=["cohort", "wants_group", "updated_at"])
+        due = learner.confirmation_sent_at is None or now - learner.confirmation_sent_at >= CONFIRMATION_RESEND_INTERVAL
+        if due:
+            # Claimed inside the transaction: of two simultaneous signups, one sends.
+            learner.confirmation_sent_at = now
+        learner.save()
+    if due:
+        _signup_email_send(learner, enrollment)
+    return enrollment
+
+
+def _signup_email_send(learner: Learner, enrollment: Enrollment) -> None:
+    try:
+        if enrollment.status == Enrollment.Status.PENDING:
+            confirm_url = f"{settings.SITE_URL}/confirm/{confirmation_token(enrollment.pk)}/"
+            _send(learner, "confirmation", {"enrollment": enrollment, "confirm_url": confirm_url})
+        else:
+            _send(learner, "already_enrolled", {"enrollment": enrollment}, headers=learner_email_headers(learner))
+    except Exception:
+        # The person sees "check your inbox" either way; let them try again straight away.
+        logger.exception("Could not send the signup email to learner %s", learner.pk)
+        Learner.objects.filter(pk=learner.pk).update(confirmation_sent_at=None)
+
+
+def confirmation_resend(email: str, now: datetime.datetime) -> None:
+    """Mail a fresh confirmation (or manage) link to an address we know; silently nothing otherwise.
+
+    Same answer for known and unknown addresses: the caller says the same thing either way.
+    """
+    learner = Learner.objects.filter(email=email_normalize(email)).first()
+    if learner is None:
+        return
+    enrollment = learner.enrollments.filter(status__in=Enrollment.CURRENT).select_related("course", "cohort").first()
+    if enrollment is None:
+        return
+    with transaction.atomic():
+        claimed = (
+            Learner.objects.filter(pk=learner.pk)
+            .exclude(confirmation_sent_at__gt=now - CONFIRMATION_RESEND_INTERVAL)
+            .update(confirmation_sent_at=now)
+        )
+    if claimed:
+        _signup_email_send(learner, enrollment)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    enrollment: Enrollment
+    already_confirmed: bool
+
+
+def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
+    """Confirm the address and the enrollment a confirmation link names. Idempotent.
+
+    Confirming is the owner's own request for mail: it lifts an earlier unsubscribe or
+    erasure of the address. Raises TokenExpired or TokenInvalid (also when the enrollment
+    it named has since been replaced or erased).
+    """
+    enrollment_id = confirmation_token_read(token)
+    with transaction.atomic():
+        enrollment = (
+            Enrollment.objects.select_for_update().select_related("learner", "course", "cohort").filter(pk=enrollment_id).first()
+        )
+        if enrollment is None or enrollment.status in (Enrollment.Status.LEFT, Enrollment.Status.SWITCHED):
+            raise TokenInvalid
+        if enrollment.status != Enrollment.Status.PENDING:
+            return Confirmation(enrollment, already_confirmed=True)
+        learner = enrollment.learner
+        learner.confirmed_at = learner.confirmed_at or now
+        learner.unsubscribed_at = None
+        learner.save(update_fields=["confirmed_at", "unsubscribed_at", "updated_at"])
+        Suppression.objects.filter(email_digest=email_digest(learner.email)).delete()
+        enrollment.status = Enrollment.Status.ACTIVE
+        enrollment.save(update_fields=["status", "updated_at"])
+    return Confirmation(enrollment, already_confirmed=False)
+
+
+# --- Self-service ----------------------------------------------------------------------------
+
+
+def enrollment_switch_cohort(enrollment: Enrollment, cohort: Cohort, today: datetime.date, now: datetime.datetime) -> Enrollment:
+    """Drop back (or move on) to another open cohort of the same course: "the next round".
+
+    The learner then gets that cohort's emails from its week 1 and leaves their current
+    group. A pending enrollment simply changes cohort; a confirmed one is closed as
+    SWITCHED and a new one starts, keeping its paused state. Raises SignupRefused.
+    """
+    if cohort.course_id != enrollment.course_id:
+        raise SignupRefused("That round belongs to another course.")
+    if not (cohort.signup_opens_on <= today <= cohort.signup_closes_on):
+        raise SignupRefused("That round is not open for signup any more.")
+    if cohort.pk == enrollment.cohort_id:
+        raise SignupRefused("You are already in that round.")
+    if enrollment.cohort is not None and cohort.start_date <= enrollment.cohort.start_date:
+        raise SignupRefused("You can only move to a round that starts later than yours.")
+    with transaction.atomic():
+        current = Enrollment.objects.select_for_update().get(pk=enrollment.pk)
+        if not current.is_current:
+            raise SignupRefused("This enrollment has ended.")
+        if current.status == Enrollment.Status.PENDING:
+            current.cohort = cohort
+            current.save(update_fields=["cohort", "updated_at"])
+            return current
+        current.status, current.ended_at = Enrollment.Status.SWITCHED, now
+        current.save(update_fields=["status", "ended_at", "updated_at"])
+        return Enrollment.objects.create(
+            learner_id=current.learner_id, course_id=current.course_id, cohort=cohort,
+            status=enrollment.status, wants_group=current.wants_group,
+        )
+
+
+def _enrollment_set_status(enrollment: Enrollment, allowed_from: tuple, status: str, now=None) -> bool:
+    """Move a current enrollment to `status`; False when it already was there. Raises SignupRefused."""
+    if enrollment.status == status:
+        return False
+    if enrollment.status not in allowed_from:
+        raise SignupRefused("This enrollment has ended." if not enrollment.is_current else "Confirm your address first.")
+    updated = Enrollment.objects.filter(pk=enrollment.pk, status=enrollment.status).update(status=status, ended_at=now)
+    enrollment.status, enrollment.ended_at = status, now
+    return bool(updated)
+
+
+def enrollment_pause(enrollment: Enrollment) -> bool:
+    """Stop the weekly emails until resumed. Idempotent: False when already paused."""
+    return _enrollment_set_status(enrollment, (Enrollment.Status.ACTIVE,), Enrollment.Status.PAUSED)
+
+
+def enrollment_resume(enrollment: Enrollment) -> bool:
+    """Start the weekly emails again. Idempotent: False when already active."""
+    return _enrollment_set_status(enrollment, (Enrollment.Status.PAUSED,), Enrollment.Status.ACTIVE)
+
+
+def enrollment_leave(enrollment: Enrollment, now: datetime.datetime) -> bool:
+    """Leave the course: no more of its emails. Idempotent: False when already left."""
+    return _enrollment_set_status(enrollment, Enrollment.CURRENT, Enrollment.Status.LEFT, now=now)
+
+
+def learner_unsubscribe(learner: Learner, now: datetime.datetime) -> bool:
+    """Stop every email to this learner's address. Idempotent: False when already unsubscribed.
+
+    Their current enrollments end too (LEFT): coming back means signing up and confirming again.
+    """
+    with transaction.atomic():
+        changed = Learner.objects.filter(pk=learner.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
+        learner.enrollments.filter(status__in=Enrollment.CURRENT).update(status=Enrollment.Status.LEFT, ended_at=now)
+        Suppression.objects.get_or_create(
+            email_digest=email_digest(learner.email), defaults={"reason": Suppression.Reason.UNSUBSCRIBED}
+        )
+    learner.unsubscribed_at = learner.unsubscribed_at or now
+    return bool(changed)
+
+
+def learner_erase(learner: Learner, today: datetime.date) -> None:
+    """Erase a learner and their personal data. Transactional.
+
+    What stays: an anonymous count (one Erasure per learner, with the cohort they were in,
+    for statistics) and the address's digest in Suppression, so that nothing mails it again
+    until its owner signs up and confirms anew.
+    """
+    with transaction.atomic():
+        current = learner.enrollments.filter(status__in=Enrollment.CURRENT).exclude(cohort=None).first()
+        Erasure.objects.create(cohort_id=current.cohort_id if current else None, erased_on=today)
+        Suppression.objects.update_or_create(
+            email_digest=email_digest(learner.email), defaults={"reason": Suppression.Reason.ERASED}
+        )
+        learner.delete()
+
+
+def learner_data_export(learner: Learner) -> dict:
+    """Everything we hold about a learner, as plain data (their right of access)."""
+    enrollments = learner.enrollments.select_related("course", "cohort").order_by("created_at")
+    moment = lambda value: value.isoformat() if value else None  # noqa: E731
+    return {
+        "email": learner.email,
+        "first_name": learner.first_name,
+        "timezone": learner.timezone,
+        "experience": learner.experience,
+        "signed_up_at": moment(learner.created_at),
+        "confirmed_at": moment(learner.confirmed_at),
+        "unsubscribed_at": moment(learner.unsubscribed_at),
+        "enrollments": [
+            {
+                "course": enrollment.course.title,
+                "cohort": enrollment.cohort.name if enrollment.cohort else None,
+                "cohort_starts_on": enrollment.cohort.start_date.isoformat() if enrollment.cohort else None,
+                "status": enrollment.status,
+                "wants_group": enrollment.wants_group,
+                "created_at": moment(enrollment.created_at),
+                "ended_at": moment(enrollment.ended_at),
+            }
+            for enrollment in enrollments
+        ],
+    }
+
+
+def manage_link_send(email: str, now: datetime.datetime) -> None:
+    """Mail a fresh link to the self-service page to a known, subscribed address; nothing otherwise."""
+    learner = Learner.objects.filter(email=email_normalize(email), unsubscribed_at__isnull=True).first()
+    if learner is None:
+        return
+    with transaction.atomic():
+        claimed = (
+            Learner.objects.filter(pk=learner.pk)
+            .exclude(confirmation_sent_at__gt=now - CONFIRMATION_RESEND_INTERVAL)
+            .update(confirmation_sent_at=now)
+        )
+    if claimed:
+        _send(learner, "manage_link", {}, headers=learner_email_headers(learner))
+
+
+# --- Abuse ---------------------------------------------------------------------------------
+
+
+def signup_rate_limited(ip_address: str, email: str) -> str | None:
+    """Count a signup attempt; "ip" or "address" when that one is over its hourly limit, else None.
+
+    Fixed one-hour windows in the cache, so the limits hold across every web process
+    when the cache is Redis.
+    """
+    limits = [
+        ("ip", ip_address, settings.SIGNUP_LIMIT_PER_IP_PER_HOUR),
+        ("address", email_digest(email), settings.SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR),
+    ]
+    for kind, who, limit in limits:
+        key = f"signups:rate:{kind}:{who}"
+        cache.add(key, 0, timeout=3600)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=3600)
+            count = 1
+        if count > limit:
+            return kind
+    return None

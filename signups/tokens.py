@@ -1,0 +1,62 @@
+"""Signed links: they prove who a learner is without passwords and without stored state.
+
+- A confirmation token names one enrollment and expires after 7 days.
+- A learner token (manage my enrollment, unsubscribe) names the learner's public id and does
+  not expire: it sits in every email, and unsubscribing from an old email must still work.
+  Erasing the learner makes it worthless, because the id it names is gone.
+"""
+
+import datetime
+import uuid
+
+from django.core import signing
+
+CONFIRMATION_MAX_AGE = datetime.timedelta(days=7)
+_CONFIRMATION_SALT = "signups.confirmation"
+_LEARNER_SALT = "signups.learner"
+
+
+class TokenInvalid(Exception):
+    """The token was forged, altered or truncated."""
+
+
+class TokenExpired(Exception):
+    """The token is genuine but too old; `enrollment_id` says which enrollment it was for."""
+
+    def __init__(self, enrollment_id: int):
+        super().__init__("the link has expired")
+        self.enrollment_id = enrollment_id
+
+
+def confirmation_token(enrollment_id: int) -> str:
+    return signing.dumps({"enrollment": enrollment_id}, salt=_CONFIRMATION_SALT)
+
+
+def confirmation_token_read(token: str) -> int:
+    """The enrollment id in a confirmation token. Raises TokenExpired or TokenInvalid."""
+    try:
+        return signing.loads(token, salt=_CONFIRMATION_SALT, max_age=CONFIRMATION_MAX_AGE)["enrollment"]
+    except signing.SignatureExpired:
+        return _expired(token)
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise TokenInvalid from None
+
+
+def _expired(token: str):
+    try:
+        enrollment_id = signing.loads(token, salt=_CONFIRMATION_SALT)["enrollment"]
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise TokenInvalid from None
+    raise TokenExpired(enrollment_id)
+
+
+def learner_token(public_id: uuid.UUID) -> str:
+    return signing.Signer(salt=_LEARNER_SALT).sign(str(public_id))
+
+
+def learner_token_read(token: str) -> uuid.UUID:
+    """The learner's public id in a learner token. Raises TokenInvalid."""
+    try:
+        return uuid.UUID(signing.Signer(salt=_LEARNER_SALT).unsign(token))
+    except (signing.BadSignature, ValueError):
+        raise TokenInvalid from None
