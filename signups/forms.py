@@ -1,20 +1,11 @@
 """The signup form. Its field names are a public interface: partner sites post the same form."""
 
 import datetime
-import functools
-import zoneinfo
-
 from django import forms
 
 from cohorts.models import Cohort
 from cohorts.selectors import cohort_by_slug, cohort_open_for_signup
-from signups.models import Experience
-
-
-@functools.cache
-def timezone_names() -> tuple[str, ...]:
-    # The IANA names only: no "posixrules" or "Factory" aliases a person would never pick.
-    return tuple(sorted(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC"))
+from signups.models import Experience, timezone_names
 
 
 class SignupForm(forms.Form):

@@ -6,8 +6,10 @@ cohort was open. Only a confirmed, subscribed learner with an active enrollment 
 cohort is grouped and mailed.
 """
 
+import functools
 import hashlib
 import uuid
+import zoneinfo
 
 from django.db import models
 from django.db.models import Q
@@ -23,6 +25,12 @@ def email_normalize(address: str) -> str:
 def email_digest(address: str) -> str:
     """A one-way fingerprint of an address, to remember "never mail this" without keeping it."""
     return hashlib.sha256(email_normalize(address).encode()).hexdigest()
+
+
+@functools.cache
+def timezone_names() -> frozenset[str]:
+    """The IANA time zone names a learner may pick (not aliases like "posixrules" or "Factory")."""
+    return frozenset(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC")
 
 
 class Experience(models.TextChoices):

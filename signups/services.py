@@ -63,6 +63,17 @@ def learner_email_headers(learner: Learner) -> dict[str, str]:
 
 
 def _send(learner: Learner, template: str, context: dict, headers: dict | None = None) -> None:
+    """Render and send one of this app's emails. Never raises: the person sees "check your
+    inbox" either way, so a failure is logged and the resend interval released, letting them
+    (or an organizer) try again at once."""
+    try:
+        _render_and_send(learner, template, context, headers)
+    except Exception:
+        logger.exception("Could not send the %s email to learner %s", template, learner.pk)
+        Learner.objects.filter(pk=learner.pk).update(confirmation_sent_at=None)
+
+
+def _render_and_send(learner: Learner, template: str, context: dict, headers: dict | None) -> None:
     context = {"learner": learner, "links": learner_links(learner), **context}
     subject = render_to_string(f"signups/email/{template}_subject.txt", context).strip()
     message = EmailMultiAlternatives(
@@ -133,21 +144,27 @@ def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:
             learner.confirmation_sent_at = now
         learner.save()
     if due:
-        _signup_email_send(learner, enrollment)
+        signup_email_send(learner, enrollment)
     return enrollment
 
 
-def _signup_email_send(learner: Learner, enrollment: Enrollment) -> None:
-    try:
-        if enrollment.status == Enrollment.Status.PENDING:
-            confirm_url = f"{settings.SITE_URL}/confirm/{confirmation_token(enrollment.pk)}/"
-            _send(learner, "confirmation", {"enrollment": enrollment, "confirm_url": confirm_url})
-        else:
-            _send(learner, "already_enrolled", {"enrollment": enrollment}, headers=learner_email_headers(learner))
-    except Exception:
-        # The person sees "check your inbox" either way; let them try again straight away.
-        logger.exception("Could not send the signup email to learner %s", learner.pk)
-        Learner.objects.filter(pk=learner.pk).update(confirmation_sent_at=None)
+def _email_slot_claim(learner: Learner, now: datetime.datetime) -> bool:
+    """Claim the right to mail this learner a link now: one per CONFIRMATION_RESEND_INTERVAL.
+
+    An atomic conditional update, so of two simultaneous requests exactly one wins.
+    """
+    window_start = now - CONFIRMATION_RESEND_INTERVAL
+    claimed = Learner.objects.filter(pk=learner.pk).exclude(confirmation_sent_at__gt=window_start).update(confirmation_sent_at=now)
+    return bool(claimed)
+
+
+def signup_email_send(learner: Learner, enrollment: Enrollment) -> None:
+    """Mail the confirmation link for a pending enrollment, or the manage link for a current one. Never raises."""
+    if enrollment.status == Enrollment.Status.PENDING:
+        confirm_url = f"{settings.SITE_URL}/confirm/{confirmation_token(enrollment.pk)}/"
+        _send(learner, "confirmation", {"enrollment": enrollment, "confirm_url": confirm_url})
+    else:
+        _send(learner, "already_enrolled", {"enrollment": enrollment}, headers=learner_email_headers(learner))
 
 
 def confirmation_resend(email: str, now: datetime.datetime) -> None:
@@ -161,14 +178,8 @@ def confirmation_resend(email: str, now: datetime.datetime) -> None:
     enrollment = learner.enrollments.filter(status__in=Enrollment.CURRENT).select_related("course", "cohort").first()
     if enrollment is None:
         return
-    with transaction.atomic():
-        claimed = (
-            Learner.objects.filter(pk=learner.pk)
-            .exclude(confirmation_sent_at__gt=now - CONFIRMATION_RESEND_INTERVAL)
-            .update(confirmation_sent_at=now)
-        )
-    if claimed:
-        _signup_email_send(learner, enrollment)
+    if _email_slot_claim(learner, now):
+        signup_email_send(learner, enrollment)
 
 
 @dataclass(frozen=True)
@@ -206,21 +217,13 @@ def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
 # --- Self-service ----------------------------------------------------------------------------
 
 
-def enrollment_switch_cohort(enrollment: Enrollment, cohort: Cohort, today: datetime.date, now: datetime.datetime) -> Enrollment:
-    """Drop back (or move on) to another open cohort of the same course: "the next round".
+def _enrollment_move(enrollment: Enrollment, cohort: Cohort, now: datetime.datetime) -> Enrollment:
+    """Move a current enrollment to `cohort`, locked; returns the enrollment now current.
 
-    The learner then gets that cohort's emails from its week 1 and leaves their current
-    group. A pending enrollment simply changes cohort; a confirmed one is closed as
-    SWITCHED and a new one starts, keeping its paused state. Raises SignupRefused.
+    A pending one simply changes cohort; a confirmed one is closed as SWITCHED and a new
+    one starts in `cohort` with the same status (so a paused learner stays paused), which
+    takes the learner out of their old group and gives them the new cohort from week 1.
     """
-    if cohort.course_id != enrollment.course_id:
-        raise SignupRefused("That round belongs to another course.")
-    if not (cohort.signup_opens_on <= today <= cohort.signup_closes_on):
-        raise SignupRefused("That round is not open for signup any more.")
-    if cohort.pk == enrollment.cohort_id:
-        raise SignupRefused("You are already in that round.")
-    if enrollment.cohort is not None and cohort.start_date <= enrollment.cohort.start_date:
-        raise SignupRefused("You can only move to a round that starts later than yours.")
     with transaction.atomic():
         current = Enrollment.objects.select_for_update().get(pk=enrollment.pk)
         if not current.is_current:
@@ -235,6 +238,58 @@ def enrollment_switch_cohort(enrollment: Enrollment, cohort: Cohort, today: date
             learner_id=current.learner_id, course_id=current.course_id, cohort=cohort,
             status=enrollment.status, wants_group=current.wants_group,
         )
+
+
+def enrollment_switch_cohort(enrollment: Enrollment, cohort: Cohort, today: datetime.date, now: datetime.datetime) -> Enrollment:
+    """The learner drops back (or moves on) to a later open cohort of the course: "the next round".
+
+    Raises SignupRefused when the cohort is not one they may pick themselves.
+    """
+    if cohort.course_id != enrollment.course_id:
+        raise SignupRefused("That round belongs to another course.")
+    if not (cohort.signup_opens_on <= today <= cohort.signup_closes_on):
+        raise SignupRefused("That round is not open for signup any more.")
+    if cohort.pk == enrollment.cohort_id:
+        raise SignupRefused("You are already in that round.")
+    if enrollment.cohort is not None and cohort.start_date <= enrollment.cohort.start_date:
+        raise SignupRefused("You can only move to a round that starts later than yours.")
+    return _enrollment_move(enrollment, cohort, now)
+
+
+def learners_move_to_cohort(learners, cohort: Cohort, now: datetime.datetime) -> tuple[int, int]:
+    """An organizer moves learners into `cohort` (any cohort of its course, open or not).
+
+    Only current enrollments move: a learner who left, or never enrolled in the course, is
+    skipped rather than enrolled behind their back. Returns (moved, skipped).
+    """
+    moved = skipped = 0
+    for learner in learners:
+        enrollment = learner.enrollments.filter(course_id=cohort.course_id, status__in=Enrollment.CURRENT).first()
+        if enrollment is None or enrollment.cohort_id == cohort.pk:
+            skipped += 1
+            continue
+        _enrollment_move(enrollment, cohort, now)
+        moved += 1
+    return moved, skipped
+
+
+def learners_confirmation_resend(learners, now: datetime.datetime) -> int:
+    """An organizer re-sends the confirmation link to learners still waiting to confirm.
+
+    Skips the confirmed, the unsubscribed and anyone mailed in the last CONFIRMATION_RESEND_INTERVAL.
+    Returns how many were sent.
+    """
+    sent = 0
+    for learner in learners:
+        if learner.is_confirmed or learner.is_unsubscribed:
+            continue
+        enrollment = learner.enrollments.filter(status=Enrollment.Status.PENDING).select_related("course", "cohort").first()
+        if enrollment is None:
+            continue
+        if _email_slot_claim(learner, now):
+            signup_email_send(learner, enrollment)
+            sent += 1
+    return sent
 
 
 def _enrollment_set_status(enrollment: Enrollment, allowed_from: tuple, status: str, now=None) -> bool:
@@ -326,13 +381,7 @@ def manage_link_send(email: str, now: datetime.datetime) -> None:
     learner = Learner.objects.filter(email=email_normalize(email), unsubscribed_at__isnull=True).first()
     if learner is None:
         return
-    with transaction.atomic():
-        claimed = (
-            Learner.objects.filter(pk=learner.pk)
-            .exclude(confirmation_sent_at__gt=now - CONFIRMATION_RESEND_INTERVAL)
-            .update(confirmation_sent_at=now)
-        )
-    if claimed:
+    if _email_slot_claim(learner, now):
         _send(learner, "manage_link", {}, headers=learner_email_headers(learner))
 
 

@@ -11,7 +11,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from cohorts.selectors import cohort_by_slug, cohort_week_number, cohorts_open_for_signup, course_featured
 from signups import services
-from signups.forms import SignupForm, timezone_names
+from signups.forms import SignupForm
+from signups.models import timezone_names
 from signups.selectors import cohorts_to_switch_to, enrollment_current, enrollment_learner_email, learner_from_token
 from signups.services import Signup, SignupRefused
 from signups.tokens import TokenExpired, TokenInvalid, learner_token
@@ -31,7 +32,7 @@ def _landing(request, form=None, status=200):
     course = course_featured(today)
     open_cohorts = list(cohorts_open_for_signup(today, course=course)) if course else []
     form = form or SignupForm(open_cohorts=open_cohorts, today=today)
-    context = {"course": course, "open_cohorts": open_cohorts, "form": form, "timezones": timezone_names()}
+    context = {"course": course, "open_cohorts": open_cohorts, "form": form, "timezones": sorted(timezone_names())}
     return render(request, "signups/landing.html", context, status=status)
 
 

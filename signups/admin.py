@@ -1,0 +1,248 @@
+"""Organizers' side of signups: find learners, act on many at once, import a CSV file."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import OuterRef, Q, Subquery
+from django.shortcuts import redirect, render
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+
+from cohorts.models import Cohort
+from signups import services
+from signups.imports import ImportFileError, learners_import
+from signups.models import Enrollment, Erasure, Learner, Suppression
+
+
+class LearnerStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("pending", "Waiting for confirmation"),
+            ("active", "Active in a cohort"),
+            ("waitlisted", "On a waitlist"),
+            ("paused", "Emails paused"),
+            ("left", "Left"),
+            ("unsubscribed", "Unsubscribed"),
+        ]
+
+    def queryset(self, request, queryset):
+        subscribed = queryset.filter(unsubscribed_at__isnull=True)
+        current = Q(enrollments__status__in=Enrollment.CURRENT)
+        match self.value():
+            case "pending":
+                return subscribed.filter(confirmed_at__isnull=True)
+            case "active":
+                return subscribed.filter(
+                    confirmed_at__isnull=False, enrollments__status=Enrollment.Status.ACTIVE, enrollments__cohort__isnull=False
+                ).distinct()
+            case "waitlisted":
+                return subscribed.filter(current, enrollments__cohort__isnull=True).distinct()
+            case "paused":
+                return subscribed.filter(enrollments__status=Enrollment.Status.PAUSED).distinct()
+            case "left":
+                return subscribed.filter(confirmed_at__isnull=False).exclude(current)
+            case "unsubscribed":
+                return queryset.filter(unsubscribed_at__isnull=False)
+        return queryset
+
+
+class CurrentCohortFilter(admin.SimpleListFilter):
+    title = "current cohort"
+    parameter_name = "cohort"
+
+    def lookups(self, request, model_admin):
+        return [(cohort.slug, str(cohort)) for cohort in Cohort.objects.select_related("course")]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(
+                enrollments__cohort__slug=self.value(), enrollments__status__in=Enrollment.CURRENT
+            ).distinct()
+        return queryset
+
+
+class EnrollmentInline(admin.TabularInline):
+    model = Enrollment
+    extra = 0
+    fields = ["course", "cohort", "status", "wants_group", "created_at", "ended_at"]
+    readonly_fields = fields  # changed through the actions and the learner's own page, which keep the rules
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+class MoveToCohortForm(forms.Form):
+    cohort = forms.ModelChoiceField(queryset=Cohort.objects.select_related("course").order_by("-start_date"))
+
+
+class LearnerImportForm(forms.Form):
+    cohort = forms.ModelChoiceField(queryset=Cohort.objects.select_related("course").order_by("-start_date"))
+    csv_file = forms.FileField(
+        label="CSV file", required=False,
+        help_text="Columns (header row): email, first_name, timezone, experience, wants_group.",
+    )
+    confirmed = forms.BooleanField(
+        required=False,
+        label="These addresses have already opted in: do not ask them to confirm",
+        help_text="Only addresses new to us, or still unconfirmed, are taken as confirmed.",
+    )
+    csv_text = forms.CharField(required=False, widget=forms.HiddenInput)  # carried from preview to import
+
+    def clean(self):
+        cleaned = super().clean()
+        upload = cleaned.get("csv_file")
+        if upload:
+            try:
+                cleaned["csv_text"] = upload.read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise forms.ValidationError("The file is not UTF-8 text. Save it as “CSV UTF-8” and try again.") from None
+        if not cleaned.get("csv_text"):
+            raise forms.ValidationError("Choose a CSV file to import.")
+        return cleaned
+
+
+@admin.register(Learner)
+class LearnerAdmin(admin.ModelAdmin):
+    list_display = ["email", "first_name", "timezone", "experience", "current_cohort", "current_status", "confirmed_at", "unsubscribed_at"]
+    list_filter = [LearnerStatusFilter, CurrentCohortFilter, ("timezone", admin.AllValuesFieldListFilter), "experience"]
+    search_fields = ["email", "first_name"]
+    readonly_fields = ["email", "public_id", "confirmed_at", "confirmation_sent_at", "unsubscribed_at", "created_at", "updated_at"]
+    fields = ["email", "first_name", "timezone", "experience", *readonly_fields[1:]]
+    inlines = [EnrollmentInline]
+    actions = ["resend_confirmation", "move_to_cohort", "unsubscribe"]
+    change_list_template = "admin/signups/learner/change_list.html"
+
+    def get_queryset(self, request):
+        current = Enrollment.objects.filter(learner=OuterRef("pk"), status__in=Enrollment.CURRENT).order_by("-created_at")
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                current_cohort_name=Subquery(current.values("cohort__name")[:1]),
+                current_status_value=Subquery(current.values("status")[:1]),
+            )
+        )
+
+    @admin.display(description="current cohort", ordering="current_cohort_name")
+    def current_cohort(self, learner):
+        if learner.current_status_value is None:
+            return "-"
+        return learner.current_cohort_name or "waitlist"
+
+    @admin.display(description="enrollment", ordering="current_status_value")
+    def current_status(self, learner):
+        return Enrollment.Status(learner.current_status_value).label if learner.current_status_value else "-"
+
+    def has_add_permission(self, request):
+        return False  # learners sign up themselves, or arrive through the import
+
+    @admin.action(description="Re-send the confirmation email")
+    def resend_confirmation(self, request, queryset):
+        sent = services.learners_confirmation_resend(queryset, now=timezone.now())
+        skipped = queryset.count() - sent
+        self.message_user(
+            request,
+            f"Sent {sent} confirmation email{'s' if sent != 1 else ''}; skipped {skipped} "
+            "(already confirmed, unsubscribed, or mailed in the last 10 minutes).",
+        )
+
+    @admin.action(description="Move to another cohort…")
+    def move_to_cohort(self, request, queryset):
+        form = MoveToCohortForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            cohort = form.cleaned_data["cohort"]
+            moved, skipped = services.learners_move_to_cohort(queryset, cohort, now=timezone.now())
+            self.message_user(
+                request,
+                f"Moved {moved} learner{'s' if moved != 1 else ''} to {cohort}; skipped {skipped} "
+                "(no current enrollment in that course, or already there).",
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Move learners to another cohort",
+            "learners": queryset,
+            "form": form,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/signups/learner/move_to_cohort.html", context)
+
+    @admin.action(description="Unsubscribe (stop every email)")
+    def unsubscribe(self, request, queryset):
+        now = timezone.now()
+        changed = sum(services.learner_unsubscribe(learner, now=now) for learner in queryset)
+        self.message_user(request, f"Unsubscribed {changed} learner{'s' if changed != 1 else ''}.")
+
+    def get_urls(self):
+        return [
+            path("import/", self.admin_site.admin_view(self.import_view), name="signups_learner_import"),
+            *super().get_urls(),
+        ]
+
+    def import_view(self, request):
+        """Upload a CSV, see the per-row report (a dry run), then import the same file for real."""
+        if not self.has_change_permission(request):
+            return redirect("admin:index")
+        form = LearnerImportForm(request.POST or None, request.FILES or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            apply = "apply" in request.POST
+            try:
+                report = learners_import(
+                    data["cohort"], data["csv_text"], confirmed=data["confirmed"], now=timezone.now(), dry_run=not apply
+                )
+            except ImportFileError as error:
+                form.add_error("csv_file", str(error))
+            else:
+                if apply:
+                    level = messages.WARNING if report.refused else messages.SUCCESS
+                    self.message_user(
+                        request,
+                        f"Imported into {data['cohort']}: {report.added} added, {report.updated} updated, "
+                        f"{len(report.refused)} refused.",
+                        level,
+                    )
+                    for number, email, reason in report.refused:
+                        self.message_user(request, f"Row {number} ({email or 'no email'}): {reason}", messages.WARNING)
+                    return redirect("admin:signups_learner_changelist")
+                form = LearnerImportForm(
+                    initial={"cohort": data["cohort"], "confirmed": data["confirmed"], "csv_text": data["csv_text"]}
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import learners from a CSV file",
+            "form": form,
+            "report": report,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/signups/learner/import.html", context)
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ["email_digest", "reason", "created_at"]
+    list_filter = ["reason"]
+    readonly_fields = ["email_digest", "reason", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Erasure)
+class ErasureAdmin(admin.ModelAdmin):
+    list_display = ["erased_on", "cohort"]
+    list_filter = ["cohort"]
+    date_hierarchy = "erased_on"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
