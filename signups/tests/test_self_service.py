@@ -1,0 +1,254 @@
+"""Confirmation links, the learner's own page, unsubscribe and erasure: every path, twice."""
+
+import datetime
+import json
+import re
+
+import pytest
+import time_machine
+from django.core import mail, signing
+from django.test import Client
+from django.utils import timezone
+
+from signups.models import Enrollment, Erasure, Learner, Suppression, email_digest
+from signups.selectors import enrollments_mailable
+from signups.services import learner_links
+from signups.tokens import confirmation_token, learner_token
+from signups.tests.factories import EnrollmentFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def signup(client, cohort, email="grace@example.org"):
+    client.post(
+        "/signup/",
+        {"email": email, "first_name": "Grace", "timezone": "America/New_York", "experience": "none",
+         "wants_group": "yes", "cohort": cohort.slug, "consent": "on"},
+    )
+    link = re.search(r"https?://\S+/confirm/\S+/", mail.outbox[-1].body).group(0)
+    return link.removeprefix("http://testserver")
+
+
+def manage_path(learner) -> str:
+    return learner_links(learner)["manage"].removeprefix("http://testserver")
+
+
+# --- Confirmation ------------------------------------------------------------------------------
+
+
+def test_confirming_twice_says_already_done(client, next_cohort):
+    link = signup(client, next_cohort)
+
+    first = client.get(link)
+    second = client.get(link)
+
+    assert "You are in!" in first.content.decode()
+    assert "Already confirmed" in second.content.decode()
+    learner = Learner.objects.get()
+    assert learner.is_confirmed
+    assert learner.enrollments.get().status == "active"
+    assert list(enrollments_mailable(next_cohort)) == [learner.enrollments.get()]
+
+
+def test_only_confirmed_learners_are_mailable(client, next_cohort):
+    signup(client, next_cohort)
+    assert not enrollments_mailable(next_cohort).exists()
+
+
+def test_an_altered_link_says_so_and_offers_a_fresh_one(client, next_cohort):
+    link = signup(client, next_cohort)
+    tampered = link[:-3] + ("A" if link[-3] != "A" else "B") + link[-2:]
+
+    for path in [tampered, "/confirm/garbage/", "/confirm/" + signing.dumps({"enrollment": 1}, salt="other") + "/"]:
+        response = client.get(path)
+        assert response.status_code == 400
+        assert "This link does not work" in response.content.decode()
+        assert 'action="/confirm/resend/"' in response.content.decode()
+    assert not Learner.objects.get().is_confirmed
+
+
+def test_an_expired_link_says_so_and_a_fresh_one_can_be_had(client, next_cohort):
+    link = signup(client, next_cohort)
+
+    with time_machine.travel(timezone.now() + datetime.timedelta(days=8)):
+        response = client.get(link)
+        assert response.status_code == 400
+        page = response.content.decode()
+        assert "This link has expired" in page
+        assert 'value="grace@example.org"' in page
+        assert client.post("/confirm/resend/", {"email": "grace@example.org"}).status_code == 302
+
+    assert not Learner.objects.get().is_confirmed
+    fresh = re.search(r"https?://\S+/confirm/\S+/", mail.outbox[-1].body).group(0)
+    assert fresh != "http://testserver" + link
+    assert len(mail.outbox) == 2
+    assert "You are in!" in client.get(fresh).content.decode()
+
+
+def test_asking_for_a_fresh_link_for_an_unknown_address_says_the_same(client):
+    response = client.post("/confirm/resend/", {"email": "nobody@example.org"})
+    assert response.status_code == 302 and response["Location"] == "/signup/sent/"
+    assert not mail.outbox
+
+
+def test_a_link_for_an_enrollment_that_moved_on_no_longer_works(client, next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort, status=Enrollment.Status.LEFT)
+    assert client.get(f"/confirm/{confirmation_token(enrollment.pk)}/").status_code == 400
+
+
+# --- The learner's own page ----------------------------------------------------------------------
+
+
+def test_the_page_shows_round_week_and_status(client, running_cohort):
+    enrollment = EnrollmentFactory(cohort=running_cohort)
+
+    page = client.get(manage_path(enrollment.learner)).content.decode()
+
+    assert running_cohort.name in page
+    assert "Week 3 of 8" in page
+    assert "Active" in page
+
+
+def test_dropping_back_to_the_next_round(client, running_cohort, next_cohort, later_cohort):
+    enrollment = EnrollmentFactory(cohort=running_cohort)
+    path = manage_path(enrollment.learner)
+    assert next_cohort.name in client.get(path).content.decode()
+
+    response = client.post(path + "switch/", {"cohort": next_cohort.slug}, follow=True)
+
+    assert f"you are now in {next_cohort.name}" in response.content.decode()
+    enrollment.refresh_from_db()
+    assert enrollment.status == "switched" and enrollment.ended_at is not None
+    new = Enrollment.objects.get(status="active")
+    assert new.cohort == next_cohort and new.learner == enrollment.learner
+
+    # Not back to an earlier round, nor to one that is closed.
+    again = client.post(path + "switch/", {"cohort": running_cohort.slug}, follow=True)
+    assert "not open for signup" in again.content.decode()
+    assert Enrollment.objects.get(status="active").cohort == next_cohort
+
+
+def test_pause_resume_and_leave_are_idempotent(client, next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort)
+    path = manage_path(enrollment.learner)
+
+    assert "Your weekly emails are paused." in client.post(path + "pause/", follow=True).content.decode()
+    assert "Your emails were already paused." in client.post(path + "pause/", follow=True).content.decode()
+    assert not enrollments_mailable(next_cohort).exists()
+    assert "will start again" in client.post(path + "resume/", follow=True).content.decode()
+    assert enrollments_mailable(next_cohort).exists()
+    assert "You have left the course" in client.post(path + "leave/", follow=True).content.decode()
+    assert "You have left the course" in client.get(path).content.decode()
+    assert "You have no current enrollment" in client.post(path + "leave/", follow=True).content.decode()
+    assert not enrollments_mailable(next_cohort).exists()
+
+
+def test_unknown_actions_are_not_found(client, next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort)
+    assert client.post(manage_path(enrollment.learner) + "delete-everything/").status_code == 404
+
+
+def test_my_data_downloads_as_json(client, next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort, learner__email="ada@example.org", learner__first_name="Ada")
+
+    response = client.get(manage_path(enrollment.learner) + "export/")
+
+    assert response["Content-Disposition"].startswith("attachment")
+    data = json.loads(response.content)
+    assert data["email"] == "ada@example.org" and data["first_name"] == "Ada"
+    assert data["enrollments"][0]["cohort"] == next_cohort.name
+
+
+def test_a_forged_manage_link_gets_a_page_not_a_crash(client, next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort)
+    token = learner_token(enrollment.learner.public_id)
+    for path in [f"/me/{token}x/", "/me/not-a-token/", f"/me/{token[:-1]}/export/", f"/unsubscribe/{token}x/"]:
+        response = client.get(path)
+        assert response.status_code == 400, path
+        assert "This link does not work" in response.content.decode()
+
+
+def test_a_fresh_manage_link_can_be_had_by_email(client, next_cohort):
+    EnrollmentFactory(cohort=next_cohort, learner__email="ada@example.org")
+    client.post("/me/resend/", {"email": "ADA@example.org"})
+    client.post("/me/resend/", {"email": "nobody@example.org"})
+
+    [message] = mail.outbox
+    assert message.to == ["ada@example.org"] and "/me/" in message.body
+
+
+# --- Erasure -----------------------------------------------------------------------------------
+
+
+def test_deleting_my_data_leaves_only_an_anonymous_count(client, next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort, learner__email="erase.me@example.org")
+    path = manage_path(enrollment.learner)
+
+    assert "Delete your data?" in client.get(path + "erase/").content.decode()
+    assert Learner.objects.exists()  # looking is not deleting
+    response = client.post(path + "erase/")
+
+    assert "Your data is deleted" in response.content.decode()
+    assert not Learner.objects.exists() and not Enrollment.objects.exists()
+    assert Erasure.objects.get().cohort == next_cohort
+    assert Suppression.objects.get().email_digest == email_digest("erase.me@example.org")
+    assert client.get(path).status_code == 400  # the link died with the data
+
+
+def test_an_erased_address_must_confirm_anew(client, next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort, learner__email="back@example.org")
+    client.post(manage_path(enrollment.learner) + "erase/")
+
+    link = signup(client, next_cohort, email="back@example.org")
+    assert not enrollments_mailable(next_cohort).exists()
+    assert Suppression.objects.exists()
+
+    client.get(link)
+    assert enrollments_mailable(next_cohort).count() == 1
+    assert not Suppression.objects.exists()
+
+
+# --- Unsubscribe -------------------------------------------------------------------------------
+
+
+def test_unsubscribe_page_has_one_button_and_the_post_unsubscribes(client, next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort)
+    path = learner_links(enrollment.learner)["unsubscribe"].removeprefix("http://testserver")
+
+    page = client.get(path).content.decode()
+    assert page.count("<button") == 1
+    assert Learner.objects.get().unsubscribed_at is None
+
+    assert "You are unsubscribed" in client.post(path).content.decode()
+    assert "Already unsubscribed" in client.post(path).content.decode()
+    assert not enrollments_mailable(next_cohort).exists()
+    assert Suppression.objects.get().reason == "unsubscribed"
+
+
+def test_one_click_unsubscribe_works_without_a_csrf_token_or_a_login(next_cohort):
+    enrollment = EnrollmentFactory(cohort=next_cohort)
+    mail_client = Client(enforce_csrf_checks=True)
+
+    response = mail_client.post(
+        learner_links(enrollment.learner)["unsubscribe"].removeprefix("http://testserver"),
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    assert response.status_code == 200
+    assert Learner.objects.get().is_unsubscribed
+
+
+def test_an_unsubscribed_address_is_mailed_again_only_after_it_confirms(client, next_cohort):
+    link = signup(client, next_cohort)
+    client.get(link)
+    learner = Learner.objects.get()
+    client.post(learner_links(learner)["unsubscribe"].removeprefix("http://testserver"))
+
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=11)):
+        relink = signup(client, next_cohort)
+    assert not enrollments_mailable(next_cohort).exists()
+
+    client.get(relink)
+    assert enrollments_mailable(next_cohort).count() == 1
+    assert not Learner.objects.get().is_unsubscribed

@@ -1,0 +1,204 @@
+"""Signing up on the website: the form, double opt-in, one learner per address, bad input, abuse."""
+
+import datetime
+import re
+
+import pytest
+import time_machine
+from django.core import mail
+from django.test import Client
+from django.utils import timezone
+
+from signups.models import Enrollment, Learner
+
+pytestmark = pytest.mark.django_db
+
+
+def form_data(**changes):
+    data = {
+        "email": "Ada.Lovelace@Example.org",
+        "first_name": "Ada",
+        "timezone": "Europe/London",
+        "experience": "some",
+        "wants_group": "yes",
+        "consent": "on",
+    }
+    return {key: value for key, value in (data | changes).items() if value is not None}
+
+
+def confirm_link(message) -> str:
+    return re.search(r"https?://\S+/confirm/\S+/", message.body).group(0)
+
+
+def test_the_home_page_has_the_form_with_its_public_field_names(client, next_cohort, later_cohort):
+    page = client.get("/").content.decode()
+
+    for name in ["email", "first_name", "timezone", "experience", "wants_group", "cohort", "consent"]:
+        assert f'name="{name}"' in page, name
+    assert 'action="/signup/"' in page
+    # The next round to start is chosen already; each round shows its start date.
+    assert re.search(rf'value="{next_cohort.slug}"[^>]*checked', page)
+    assert f"{later_cohort.start_date:%A %-d %B %Y}" in page
+    assert '<option value="America/Chicago">' in page  # the list of time zones for people without JavaScript
+
+
+def test_a_signup_creates_an_unconfirmed_enrollment_and_mails_a_confirmation_link(client, next_cohort):
+    response = client.post("/signup/", form_data(cohort=next_cohort.slug))
+
+    assert response.status_code == 302 and response["Location"] == "/signup/sent/"
+    learner = Learner.objects.get()
+    assert learner.email == "ada.lovelace@example.org"
+    assert not learner.is_confirmed
+    enrollment = learner.enrollments.get()
+    assert (enrollment.status, enrollment.cohort, enrollment.wants_group) == ("pending", next_cohort, True)
+    [message] = mail.outbox
+    assert message.to == ["ada.lovelace@example.org"]
+    assert "Confirm" in message.subject
+    assert confirm_link(message).startswith("http://testserver/confirm/")
+    assert "Check your inbox" in client.get(response["Location"]).content.decode()
+
+
+def test_without_a_choice_the_next_round_to_start_is_taken(client, next_cohort, later_cohort):
+    client.post("/signup/", form_data())
+    assert Enrollment.objects.get().cohort == next_cohort
+
+
+def test_one_person_is_one_learner_however_often_they_sign_up(client, next_cohort, later_cohort):
+    client.post("/signup/", form_data(cohort=next_cohort.slug))
+    client.post("/signup/", form_data(email="  ADA.lovelace@example.ORG ", cohort=later_cohort.slug))
+
+    assert Learner.objects.count() == 1
+    enrollment = Enrollment.objects.get()
+    assert enrollment.cohort == later_cohort  # still unconfirmed: the latest answers count
+    assert len(mail.outbox) == 1  # not re-sent within 10 minutes
+
+
+def test_signing_up_again_after_ten_minutes_re_sends_the_confirmation(client, next_cohort):
+    client.post("/signup/", form_data())
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=11)):
+        client.post("/signup/", form_data())
+
+    assert len(mail.outbox) == 2
+    assert Learner.objects.count() == 1
+    assert client.get(confirm_link(mail.outbox[1])).status_code == 200
+    assert Learner.objects.get().is_confirmed
+
+
+def test_known_and_unknown_addresses_get_the_same_answer(client, next_cohort):
+    client.post("/signup/", form_data(email="known@example.org"))
+    Learner.objects.update(confirmed_at=timezone.now())
+    Enrollment.objects.update(status="active")
+
+    known = client.post("/signup/", form_data(email="known@example.org"), follow=True)
+    unknown = client.post("/signup/", form_data(email="new@example.org"), follow=True)
+
+    assert known.redirect_chain == unknown.redirect_chain
+    assert known.content == unknown.content
+
+
+def test_a_confirmed_learner_signing_up_again_changes_nothing_and_gets_a_manage_link(client, next_cohort, later_cohort):
+    client.post("/signup/", form_data(cohort=next_cohort.slug))
+    client.get(confirm_link(mail.outbox[0]))
+    with time_machine.travel(timezone.now() + datetime.timedelta(minutes=11)):
+        client.post("/signup/", form_data(first_name="Mallory", cohort=later_cohort.slug))
+
+    learner = Learner.objects.get()
+    assert learner.first_name == "Ada"
+    assert learner.enrollments.get().cohort == next_cohort
+    notice = mail.outbox[1]
+    assert "already signed up" in notice.subject
+    assert "/me/" in notice.body
+    assert notice.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.parametrize(
+    "changes, field, message",
+    [
+        ({"email": "not-an-address"}, "email", "Enter a valid email address."),
+        ({"timezone": "Mars/Olympus_Mons"}, "timezone", "is not a time zone we know"),
+        ({"experience": "guru"}, "experience", "Select a valid choice."),
+        ({"cohort": "no-such-round"}, "cohort", "There is no such round."),
+        ({"consent": None}, "consent", "Please agree to receive the course emails"),
+        ({"wants_group": "maybe"}, "wants_group", "Select a valid choice."),
+    ],
+)
+def test_bad_input_comes_back_with_the_input_kept_and_a_message_at_the_field(client, next_cohort, changes, field, message):
+    response = client.post("/signup/", form_data(**({"cohort": next_cohort.slug} | changes)))
+
+    assert response.status_code == 400
+    assert message in " ".join(response.context["form"].errors[field])
+    page = response.content.decode()
+    assert 'value="Ada"' in page  # what the person typed is still there
+    assert not Learner.objects.exists() and not mail.outbox
+
+
+def test_a_round_that_closed_since_the_page_loaded_is_refused_at_the_field(client, next_cohort, running_cohort):
+    response = client.post("/signup/", form_data(cohort=running_cohort.slug))
+
+    assert response.status_code == 400
+    assert response.context["form"].errors["cohort"] == ["This round is no longer open for signup. Please choose another one."]
+    assert not Learner.objects.exists()
+
+
+def test_with_no_round_open_the_signup_joins_the_waitlist(client, running_cohort):
+    page = client.get("/").content.decode()
+    assert "you will be on the waitlist" in page
+
+    response = client.post("/signup/", form_data())
+
+    assert response["Location"] == "/signup/sent/?waitlist=1"
+    enrollment = Enrollment.objects.get()
+    assert enrollment.cohort is None and enrollment.course == running_cohort.course
+    assert "waitlist" in mail.outbox[0].body
+
+
+def test_the_honeypot_catches_bots_quietly(client, next_cohort):
+    response = client.post("/signup/", form_data(website="http://spam.example"))
+
+    assert response.status_code == 302
+    assert not Learner.objects.exists() and not mail.outbox
+
+
+def test_another_site_can_post_the_form_without_a_csrf_token(next_cohort):
+    partner_site = Client(enforce_csrf_checks=True)
+    response = partner_site.post("/signup/", form_data(cohort=next_cohort.slug))
+
+    assert response.status_code == 302
+    assert Learner.objects.count() == 1
+
+
+def test_too_many_signups_from_one_address_are_refused(client, next_cohort, settings):
+    settings.SIGNUP_LIMIT_PER_IP_PER_HOUR = 3
+    for number in range(3):
+        assert client.post("/signup/", form_data(email=f"person{number}@example.org")).status_code == 302
+
+    response = client.post("/signup/", form_data(email="person4@example.org"))
+
+    assert response.status_code == 429
+    assert Learner.objects.count() == 3
+    # Another visitor is not affected.
+    assert client.post("/signup/", form_data(email="other@example.org"), REMOTE_ADDR="10.0.0.9").status_code == 302
+
+
+def test_the_same_address_cannot_be_mail_bombed(client, next_cohort, settings):
+    settings.SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR = 2
+    for minutes in (0, 11, 22, 33):
+        with time_machine.travel(timezone.now() + datetime.timedelta(minutes=minutes)):
+            response = client.post("/signup/", form_data(), REMOTE_ADDR=f"10.0.1.{minutes}")
+            assert response.status_code == 302  # the same answer: nothing given away
+
+    assert len(mail.outbox) == 2
+
+
+def test_behind_a_proxy_the_forwarded_address_counts(client, next_cohort, settings):
+    settings.TRUSTED_PROXIES = 1
+    settings.SIGNUP_LIMIT_PER_IP_PER_HOUR = 1
+    client.post("/signup/", form_data(email="a@example.org"), HTTP_X_FORWARDED_FOR="203.0.113.5")
+
+    assert client.post("/signup/", form_data(email="b@example.org"), HTTP_X_FORWARDED_FOR="203.0.113.6").status_code == 302
+    assert client.post("/signup/", form_data(email="c@example.org"), HTTP_X_FORWARDED_FOR="203.0.113.5").status_code == 429
+
+
+def test_a_get_to_the_signup_address_goes_to_the_form(client):
+    response = client.get("/signup/")
+    assert response.status_code == 302 and response["Location"] == "/#join"
