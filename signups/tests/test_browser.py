@@ -1,0 +1,70 @@
+"""A learner's whole journey in a real browser: sign up, confirm from the outbox, switch round, unsubscribe."""
+
+import re
+
+import pytest
+
+from scheduler.outbox import outbox_message, outbox_messages
+from signups.models import Enrollment, Learner
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def outbox(settings, tmp_path):
+    settings.EMAIL_BACKEND = "scheduler.outbox.OutboxEmailBackend"
+    settings.EMAIL_OUTBOX_DIR = tmp_path / "outbox"
+
+
+def test_sign_up_confirm_switch_round_and_unsubscribe(browser, live_server, settings, outbox, next_cohort, later_cohort):
+    settings.SITE_URL = live_server.url
+    context = browser.new_context(timezone_id="Asia/Tokyo")
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(live_server.url + "/")
+        # The browser filled in its own time zone.
+        assert page.get_by_label("Your time zone").input_value() == "Asia/Tokyo"
+        page.get_by_label("Email address").fill("hedy@example.org")
+        page.get_by_label("First name (optional)").fill("Hedy")
+        page.get_by_label("Some: I have written a little code").check()
+        page.get_by_label("I agree to receive the course emails", exact=False).check()
+        page.get_by_role("button", name="Sign up").click()
+        page.get_by_role("heading", name="Check your inbox").wait_for()
+
+        learner = Learner.objects.get()
+        assert learner.timezone == "Asia/Tokyo"
+        [message] = outbox_messages()
+        text = outbox_message(message.name).text
+        confirm_url = re.search(r"http://\S+/confirm/\S+/", text).group(0)
+
+        page.goto(confirm_url)
+        page.get_by_role("heading", name="You are in!").wait_for()
+        page.get_by_role("link", name="Manage your enrollment").click()
+        page.get_by_role("heading", name="Your enrollment").wait_for()
+        assert next_cohort.name in page.content()
+
+        page.get_by_label(later_cohort.name, exact=False).check()
+        page.get_by_role("button", name="Switch to this round").click()
+        page.get_by_text(f"you are now in {later_cohort.name}").wait_for()
+        assert Enrollment.objects.get(status="active").cohort == later_cohort
+
+        page.get_by_role("link", name="Unsubscribe from all emails").click()
+        page.get_by_role("button", name="Unsubscribe").click()
+        page.get_by_role("heading", name="You are unsubscribed").wait_for()
+        learner.refresh_from_db()
+        assert learner.is_unsubscribed
+    finally:
+        context.close()
+
+
+def test_the_form_without_javascript_offers_time_zones_to_pick(browser, live_server, next_cohort):
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(live_server.url + "/")
+        field = page.get_by_label("Your time zone")
+        assert field.input_value() == ""
+        assert page.locator("datalist#timezone-names option[value='America/Chicago']").count() == 1
+    finally:
+        context.close()
