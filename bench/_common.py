@@ -17,38 +17,72 @@ from pathlib import Path
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-@contextlib.contextmanager
-def django_on_throwaway_database() -> Iterator[Path]:
-    """Set up Django on a new, migrated SQLite file in a temporary folder; yield the folder.
+POSTGRES_SERVER_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 
-    Call it before anything imports Django's settings: the environment is assigned here,
-    overriding a developer's shell and `.env`, so every run measures the same production-like
-    setup (DEBUG off). CELERY_BROKER_URL keeps its default. The folder is removed on exit.
+
+def postgres_unavailable() -> str | None:
+    """Why the PostgreSQL server for benchmarks cannot be used, or None when it can."""
+    import psycopg
+
+    try:
+        psycopg.connect(f"{POSTGRES_SERVER_URL}/postgres", connect_timeout=3).close()
+    except psycopg.Error as error:
+        return f"no PostgreSQL at {POSTGRES_SERVER_URL} ({str(error).strip().splitlines()[0]})"
+    return None
+
+
+@contextlib.contextmanager
+def _throwaway_postgres_database(name: str) -> Iterator[str]:
+    import psycopg
+
+    with psycopg.connect(f"{POSTGRES_SERVER_URL}/postgres", autocommit=True) as server:
+        server.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        server.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_SERVER_URL}/{name}"
+    finally:
+        with psycopg.connect(f"{POSTGRES_SERVER_URL}/postgres", autocommit=True) as server:
+            server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def django_on_throwaway_database(database: str = "sqlite") -> Iterator[Path]:
+    """Set up Django on a new, migrated database; yield a temporary folder for the run.
+
+    `database` is "sqlite" (a file in the folder) or "postgresql" (a database created on
+    BENCH_POSTGRES_URL's server, dropped at the end). Call it before anything imports
+    Django's settings: the environment is assigned here, overriding a developer's shell and
+    `.env`, so every run measures the same production-like setup (DEBUG off).
+    CELERY_BROKER_URL keeps its default. The folder is removed on exit.
     """
     folder = Path(tempfile.mkdtemp(prefix="mooc-bench-"))
     try:
-        os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
-        os.environ["DJANGO_READ_DOT_ENV"] = "false"
-        os.environ["DEBUG"] = "false"
-        os.environ["SECRET_KEY"] = "bench-only-secret-key-never-used-outside-the-benchmarks-0123456789"
-        os.environ["SITE_URL"] = "http://bench.invalid"
-        os.environ["STATIC_MANIFEST"] = "false"
-        os.environ["ALLOWED_HOSTS"] = "testserver"
-        os.environ["DJANGO_SETTINGS_MODULE"] = "mooc.settings"
-        sys.path.insert(0, str(PROJECT_DIR))
-        # Static files are served from the app folders, as in the tests; only production runs collectstatic.
-        warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
+        with contextlib.ExitStack() as cleanup:
+            if database == "postgresql":
+                os.environ["DATABASE_URL"] = cleanup.enter_context(_throwaway_postgres_database(f"mooc_bench_{os.getpid()}"))
+            else:
+                os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
+            os.environ["DJANGO_READ_DOT_ENV"] = "false"
+            os.environ["DEBUG"] = "false"
+            os.environ["SECRET_KEY"] = "bench-only-secret-key-never-used-outside-the-benchmarks-0123456789"
+            os.environ["SITE_URL"] = "http://bench.invalid"
+            os.environ["STATIC_MANIFEST"] = "false"
+            os.environ["ALLOWED_HOSTS"] = "testserver"
+            os.environ["DJANGO_SETTINGS_MODULE"] = "mooc.settings"
+            sys.path.insert(0, str(PROJECT_DIR))
+            # Static files are served from the app folders, as in the tests; only production runs collectstatic.
+            warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
-        import django
-        from django.core.management import call_command
-        from django.db import connections
+            import django
+            from django.core.management import call_command
+            from django.db import connections
 
-        django.setup()
-        call_command("migrate", verbosity=0)
-        try:
-            yield folder
-        finally:
-            connections.close_all()
+            django.setup()
+            call_command("migrate", verbosity=0)
+            try:
+                yield folder
+            finally:
+                connections.close_all()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -15,22 +15,19 @@ def cohorts_open_for_signup(today: datetime.date, course: Course | None = None) 
     return cohorts.select_related("course").order_by("start_date", "name")
 
 
-def course_featured(today: datetime.date) -> Course | None:
-    """The course the home page presents, with its weeks loaded in order.
+def course_featured(today: datetime.date, with_weeks: bool = True) -> Course | None:
+    """The course the home page presents (and signs people up for), its weeks loaded in order.
 
     The course of the next cohort open for signup; failing that, the first course.
     None when the site has no course yet.
     """
-    courses = Course.objects.prefetch_related(Prefetch("weeks", queryset=Week.objects.order_by("number")))
+    courses = Course.objects.all()
+    if with_weeks:
+        courses = courses.prefetch_related(Prefetch("weeks", queryset=Week.objects.order_by("number")))
     next_cohort = cohorts_open_for_signup(today).first()
     if next_cohort is not None:
         return courses.get(pk=next_cohort.course_id)
     return courses.order_by("pk").first()
-
-
-def cohort_open_for_signup(slug: str, today: datetime.date) -> Cohort | None:
-    """The cohort with this slug if it is open for signup today, else None."""
-    return cohorts_open_for_signup(today).filter(slug=slug).first()
 
 
 def cohort_week_number(cohort: Cohort, today: datetime.date) -> int | None:

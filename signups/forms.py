@@ -4,7 +4,7 @@ import datetime
 from django import forms
 
 from cohorts.models import Cohort
-from cohorts.selectors import cohort_by_slug, cohort_open_for_signup
+from cohorts.selectors import cohort_by_slug
 from signups.models import Experience, timezone_names
 
 
@@ -32,10 +32,9 @@ class SignupForm(forms.Form):
     # A honeypot: hidden from people, filled in by bots. See SignupForm.is_bot.
     website = forms.CharField(required=False, label="Leave this empty")
 
-    def __init__(self, *args, open_cohorts: list[Cohort], today: datetime.date, **kwargs):
+    def __init__(self, *args, open_cohorts: list[Cohort], **kwargs):
         super().__init__(*args, **kwargs)
-        self.open_cohorts = open_cohorts
-        self.today = today
+        self.open_cohorts = open_cohorts  # the choices: cohorts open for signup now, soonest first
         self.fields["cohort"].widget.choices = [
             (cohort.slug, f"{cohort.name}: starts {cohort.start_date:%A %-d %B %Y}") for cohort in open_cohorts
         ]
@@ -63,12 +62,12 @@ class SignupForm(forms.Form):
         if not slug:
             # No choice: the next round to start, or the waitlist when none is open.
             return self.open_cohorts[0] if self.open_cohorts else None
-        cohort = cohort_open_for_signup(slug, self.today)
-        if cohort is None:
-            if cohort_by_slug(slug) is not None:
-                raise forms.ValidationError("This round is no longer open for signup. Please choose another one.")
-            raise forms.ValidationError("There is no such round. Please choose one of those listed.")
-        return cohort
+        for cohort in self.open_cohorts:
+            if cohort.slug == slug:
+                return cohort
+        if cohort_by_slug(slug) is not None:
+            raise forms.ValidationError("This round is no longer open for signup. Please choose another one.")
+        raise forms.ValidationError("There is no such round. Please choose one of those listed.")
 
     def clean_wants_group(self):
         return self.cleaned_data["wants_group"] == "yes"

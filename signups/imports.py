@@ -154,7 +154,7 @@ def _row_save(cohort, email, row, learner, enrollment, confirmed, now) -> tuple[
             learner.confirmation_sent_at = now
         learner.save()
         enrollment = Enrollment.objects.create(
-            learner=learner, course_id=cohort.course_id, cohort=cohort, status=status, wants_group=wants_group
+            learner=learner, course=cohort.course, cohort=cohort, status=status, wants_group=wants_group
         )
     else:
         learner.save()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 
 from cohorts.models import Cohort, Course
@@ -92,19 +92,17 @@ def _render_and_send(learner: Learner, template: str, context: dict, headers: di
 def _learner_for_update(signup: Signup) -> tuple[Learner, bool]:
     """The learner with this address, locked for this transaction; created if new.
 
-    Two simultaneous signups for one address both end here: the unique address makes one
-    of them wait for (or fail on) the other's insert, and then both lock the same row.
+    Of two simultaneous signups for a new address, the unique address makes the second
+    insert wait for the first transaction and then find its row; a known address is
+    locked, so its signups take turns.
     """
-    email = email_normalize(signup.email)
-    try:
-        with transaction.atomic():
-            learner, created = Learner.objects.get_or_create(
-                email=email,
-                defaults={"first_name": signup.first_name, "timezone": signup.timezone, "experience": signup.experience},
-            )
-    except IntegrityError:  # the other signup inserted it first
-        created = False
-    return Learner.objects.select_for_update().get(email=email), created
+    learner, created = Learner.objects.get_or_create(
+        email=email_normalize(signup.email),
+        defaults={"first_name": signup.first_name, "timezone": signup.timezone, "experience": signup.experience},
+    )
+    if not created:  # a row we inserted is ours until commit already
+        learner = Learner.objects.select_for_update().get(pk=learner.pk)
+    return learner, created
 
 
 def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:

@@ -31,7 +31,7 @@ def _landing(request, form=None, status=200):
     today = timezone.now().date()
     course = course_featured(today)
     open_cohorts = list(cohorts_open_for_signup(today, course=course)) if course else []
-    form = form or SignupForm(open_cohorts=open_cohorts, today=today)
+    form = form or SignupForm(open_cohorts=open_cohorts)
     context = {"course": course, "open_cohorts": open_cohorts, "form": form, "timezones": sorted(timezone_names())}
     return render(request, "signups/landing.html", context, status=status)
 
@@ -48,9 +48,9 @@ def signup(request):
         return redirect(reverse("signups:landing") + "#join")
     now = timezone.now()
     today = now.date()
-    course = course_featured(today)
+    course = course_featured(today, with_weeks=False)
     open_cohorts = list(cohorts_open_for_signup(today, course=course)) if course else []
-    form = SignupForm(request.POST, open_cohorts=open_cohorts, today=today)
+    form = SignupForm(request.POST, open_cohorts=open_cohorts)
     if form.is_bot:
         return redirect("signups:signup-sent")  # tell a bot nothing
     if course is None:

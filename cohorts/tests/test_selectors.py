@@ -45,3 +45,15 @@ def test_without_an_open_cohort_the_first_course_is_featured_and_without_courses
     first = CourseFactory()
     CourseFactory()
     assert course_featured(TODAY) == first
+
+
+def test_the_week_a_cohort_is_in():
+    from cohorts.selectors import cohort_week_number
+
+    cohort = CohortFactory(start_date=datetime.date(2026, 11, 2))  # an 8-week course
+    assert cohort_week_number(cohort, datetime.date(2026, 11, 1)) is None
+    assert cohort_week_number(cohort, datetime.date(2026, 11, 2)) == 1
+    assert cohort_week_number(cohort, datetime.date(2026, 11, 8)) == 1
+    assert cohort_week_number(cohort, datetime.date(2026, 11, 9)) == 2
+    assert cohort_week_number(cohort, datetime.date(2026, 12, 27)) == 8
+    assert cohort_week_number(cohort, datetime.date(2026, 12, 28)) is None

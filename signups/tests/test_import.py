@@ -146,3 +146,20 @@ def test_the_admin_refuses_a_file_that_is_not_a_learners_csv(admin_client, next_
     )
     assert "The header row must name the columns" in response.content.decode()
     assert not Learner.objects.exists()
+
+
+def test_each_row_costs_a_fixed_number_of_queries(next_cohort, django_assert_num_queries):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def rows(start, count):
+        return "email,timezone,experience\n" + "".join(f"l{n}@example.org,UTC,none\n" for n in range(start, start + count))
+
+    with CaptureQueriesContext(connection) as ten:
+        learners_import(next_cohort, rows(0, 10), confirmed=False, now=timezone.now())
+    with CaptureQueriesContext(connection) as thirty:
+        learners_import(next_cohort, rows(100, 30), confirmed=False, now=timezone.now())
+
+    # Two inserts per new learner (learner, enrollment); the lookups are done once per file.
+    assert len(thirty) - len(ten) == 2 * 20
+    assert len(mail.outbox) == 40

@@ -202,3 +202,10 @@ def test_behind_a_proxy_the_forwarded_address_counts(client, next_cohort, settin
 def test_a_get_to_the_signup_address_goes_to_the_form(client):
     response = client.get("/signup/")
     assert response.status_code == 302 and response["Location"] == "/#join"
+
+
+def test_a_signup_costs_a_fixed_number_of_queries(client, next_cohort, later_cohort, django_assert_num_queries):
+    # open cohort + course, the course's open cohorts; learner get-or-create (with savepoints),
+    # its enrollment: read, insert; the learner's update.
+    with django_assert_num_queries(12):
+        client.post("/signup/", form_data(cohort=next_cohort.slug))
