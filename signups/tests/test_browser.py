@@ -1,10 +1,11 @@
 """A learner's whole journey in a real browser: sign up, confirm from the outbox, switch round, unsubscribe."""
 
+import email
+import email.policy
 import re
 
 import pytest
 
-from scheduler.outbox import outbox_message, outbox_messages
 from signups.models import Enrollment, Learner
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -12,8 +13,17 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def outbox(settings, tmp_path):
+    """Emails go where `make run` puts them: .eml files in the outbox folder."""
     settings.EMAIL_BACKEND = "scheduler.outbox.OutboxEmailBackend"
     settings.EMAIL_OUTBOX_DIR = tmp_path / "outbox"
+    return settings.EMAIL_OUTBOX_DIR
+
+
+def read_outbox(folder):
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted(folder.glob("*.eml"))
+    ]
 
 
 def test_sign_up_confirm_switch_round_and_unsubscribe(browser, live_server, settings, outbox, next_cohort, later_cohort):
@@ -34,8 +44,8 @@ def test_sign_up_confirm_switch_round_and_unsubscribe(browser, live_server, sett
 
         learner = Learner.objects.get()
         assert learner.timezone == "Asia/Tokyo"
-        [message] = outbox_messages()
-        text = outbox_message(message.name).text
+        [message] = read_outbox(outbox)
+        text = message.get_body(preferencelist=("plain",)).get_content()
         confirm_url = re.search(r"http://\S+/confirm/\S+/", text).group(0)
 
         page.goto(confirm_url)
