@@ -209,3 +209,8 @@ def test_a_signup_costs_a_fixed_number_of_queries(client, next_cohort, later_coh
     # its enrollment: read, insert; the learner's update.
     with django_assert_num_queries(12):
         client.post("/signup/", form_data(cohort=next_cohort.slug))
+
+
+def test_no_template_comment_leaks_onto_the_page(client, next_cohort):
+    page = client.get("/").content.decode()
+    assert "{#" not in page and "#}" not in page and "{%" not in page
