@@ -195,8 +195,12 @@ def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
     """
     enrollment_id = confirmation_token_read(token)
     with transaction.atomic():
+        # of=self: PostgreSQL cannot lock the nullable side (cohort) of the outer join.
         enrollment = (
-            Enrollment.objects.select_for_update().select_related("learner", "course", "cohort").filter(pk=enrollment_id).first()
+            Enrollment.objects.select_for_update(of=("self",))
+            .select_related("learner", "course", "cohort")
+            .filter(pk=enrollment_id)
+            .first()
         )
         if enrollment is None or enrollment.status in (Enrollment.Status.LEFT, Enrollment.Status.SWITCHED):
             raise TokenInvalid
