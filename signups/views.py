@@ -150,6 +150,13 @@ def manage(request, token):
     return render(request, "signups/manage.html", context)
 
 
+STATUS_CHANGE_MESSAGES = {  # (when done now, when it was done already)
+    "pause": ("Your weekly emails are paused.", "Your emails were already paused."),
+    "resume": ("Your weekly emails will start again.", "Your emails were already on."),
+    "leave": ("You have left the course. We will not email you about it again.", "You had already left the course."),
+}
+
+
 @require_POST
 def manage_action(request, token, action):
     learner, problem = _learner_or_problem(request, token)
@@ -157,25 +164,25 @@ def manage_action(request, token, action):
         return problem
     now = timezone.now()
     enrollment = enrollment_current(learner)
-    done_messages = {
-        "pause": ("Your weekly emails are paused.", "Your emails were already paused."),
-        "resume": ("Your weekly emails will start again.", "Your emails were already on."),
-        "leave": ("You have left the course. We will not email you about it again.", "You had already left the course."),
-    }
     try:
         if enrollment is None:
             raise SignupRefused("You have no current enrollment to change.")
-        if action == "switch":
-            cohort = cohort_by_slug(request.POST.get("cohort", ""))
-            if cohort is None:
-                raise SignupRefused("Please choose a round from the list.")
-            services.enrollment_switch_cohort(enrollment, cohort, today=now.date(), now=now)
-            messages.success(request, f"Done: you are now in {cohort.name}, starting {cohort.start_date:%A %-d %B}.")
-        else:
-            change = {"pause": services.enrollment_pause, "resume": services.enrollment_resume}.get(action)
-            changed = change(enrollment) if change else services.enrollment_leave(enrollment, now=now)
-            done, already = done_messages[action]
-            messages.success(request, done if changed else already)
+        match action:
+            case "switch":
+                cohort = cohort_by_slug(request.POST.get("cohort", ""))
+                if cohort is None:
+                    raise SignupRefused("Please choose a round from the list.")
+                services.enrollment_switch_cohort(enrollment, cohort, today=now.date(), now=now)
+                messages.success(request, f"Done: you are now in {cohort.name}, starting {cohort.start_date:%A %-d %B}.")
+                return redirect("signups:manage", token=token)
+            case "pause":
+                changed = services.enrollment_pause(enrollment)
+            case "resume":
+                changed = services.enrollment_resume(enrollment)
+            case "leave":
+                changed = services.enrollment_leave(enrollment, now=now)
+        done, already = STATUS_CHANGE_MESSAGES[action]
+        messages.success(request, done if changed else already)
     except SignupRefused as refusal:
         messages.error(request, str(refusal))
     return redirect("signups:manage", token=token)
