@@ -5,8 +5,10 @@ A link anywhere in course content is a dict {"title": ..., "url": ...}; a list o
 weekly email templates can loop over them without extra queries.
 """
 
+import datetime
+
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -93,11 +95,28 @@ class Week(models.Model):
         return _link(self.discussion_title, self.discussion_url)
 
 
+class CohortStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    OPEN = "open", "Open for signup"
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+
+
+class Weekday(models.IntegerChoices):
+    MONDAY = 0, "Monday"
+    TUESDAY = 1, "Tuesday"
+    WEDNESDAY = 2, "Wednesday"
+    THURSDAY = 3, "Thursday"
+    FRIDAY = 4, "Friday"
+    SATURDAY = 5, "Saturday"
+    SUNDAY = 6, "Sunday"
+
+
 class Cohort(models.Model):
     """One round of a course: everyone in it starts week 1 on the same date.
 
     Several cohorts of one course run at once, staggered; a learner who falls behind
-    drops back to a later one.
+    drops back to a later one. Its status follows its dates (see `status_on`).
     """
 
     course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="cohorts")
@@ -106,6 +125,27 @@ class Cohort(models.Model):
     start_date = models.DateField(help_text="Week 1 begins on this date; week N begins N-1 weeks later.")
     signup_opens_on = models.DateField()
     signup_closes_on = models.DateField(help_text="The last day on which learners can sign up.")
+    capacity = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most learners this cohort takes; empty for no limit."
+    )
+    send_weekday = models.PositiveSmallIntegerField(
+        "weekly email day", choices=Weekday.choices, default=Weekday.MONDAY,
+        help_text="The day each week's email should reach learners, in their own time zone.",
+    )
+    send_time = models.TimeField(
+        "weekly email time", default=datetime.time(9, 0), help_text="Local time of day, in the learner's own time zone."
+    )
+    group_size_target = models.PositiveSmallIntegerField("target group size", default=10)
+    group_size_min = models.PositiveSmallIntegerField("smallest group", default=6)
+    group_size_max = models.PositiveSmallIntegerField("largest group", default=14)
+    groups_form_on = models.DateField(
+        "form groups on", null=True, blank=True, help_text="Empty: the day before the cohort starts."
+    )
+    discussion_url_pattern = models.CharField(
+        "group discussion link", max_length=500, blank=True,
+        help_text="A web address with {group} in it, replaced by each group's slug, "
+        "e.g. https://forum.example.org/c/{group}. Empty: the week's own discussion link.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -116,7 +156,86 @@ class Cohort(models.Model):
                 name="cohort_signup_closes_after_it_opens",
                 violation_error_message="Signup must close on or after the day it opens.",
             ),
+            models.CheckConstraint(
+                condition=Q(group_size_min__gte=2, group_size_min__lte=F("group_size_target"))
+                & Q(group_size_target__lte=F("group_size_max")),
+                name="cohort_group_sizes_ordered",
+                violation_error_message="Group sizes must satisfy 2 ≤ smallest ≤ target ≤ largest.",
+            ),
         ]
 
     def __str__(self):
         return f"{self.course.title}: {self.name}"
+
+    @property
+    def end_date(self) -> datetime.date:
+        """The last day of the cohort's last week."""
+        return self.start_date + datetime.timedelta(weeks=self.course.week_count, days=-1)
+
+    @property
+    def groups_formation_date(self) -> datetime.date:
+        return self.groups_form_on or self.start_date - datetime.timedelta(days=1)
+
+    def status_on(self, today: datetime.date) -> str:
+        if today > self.end_date:
+            return CohortStatus.FINISHED
+        if today >= self.start_date:
+            return CohortStatus.RUNNING
+        if today >= self.signup_opens_on:
+            return CohortStatus.OPEN
+        return CohortStatus.DRAFT
+
+    def group_discussion_url(self, group_slug: str) -> str:
+        return self.discussion_url_pattern.replace("{group}", group_slug) if self.discussion_url_pattern else ""
+
+    def clean(self):
+        errors = {}
+        if self.signup_opens_on and self.signup_closes_on and self.signup_closes_on < self.signup_opens_on:
+            errors["signup_closes_on"] = "Signup cannot close before it opens."
+        elif self.signup_closes_on and self.start_date and self.course_id and self.signup_closes_on > self.end_date:
+            errors["signup_closes_on"] = f"Signup cannot close after the cohort's last week (it ends on {self.end_date:%-d %B %Y})."
+        if self.group_size_min > self.group_size_max:
+            errors["group_size_min"] = f"The smallest group ({self.group_size_min}) cannot be larger than the largest ({self.group_size_max})."
+        elif self.group_size_min < 2:
+            errors["group_size_min"] = "A group needs at least 2 people."
+        elif not self.group_size_min <= self.group_size_target <= self.group_size_max:
+            errors["group_size_target"] = (
+                f"The target must lie between the smallest ({self.group_size_min}) and largest ({self.group_size_max}) group."
+            )
+        if self.discussion_url_pattern:
+            if "{group}" not in self.discussion_url_pattern:
+                errors["discussion_url_pattern"] = "The link must contain {group}, where each group's own name goes."
+            else:
+                try:
+                    URLValidator(schemes=["http", "https"])(self.group_discussion_url("group-1"))
+                except ValidationError:
+                    errors["discussion_url_pattern"] = "This is not a web address (it must start with http:// or https://)."
+        if errors:
+            raise ValidationError(errors)
+
+
+class StudyGroup(models.Model):
+    """A small group of a cohort's learners, close in time zone, mixed in experience.
+
+    Its slug is stable and unique across the site: the group's discussion link uses it,
+    and later its email address will.
+    """
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="groups")
+    number = models.PositiveIntegerField()
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=120, unique=True)
+    discussion_url = models.URLField(max_length=500, blank=True)
+    # The group's UTC offset band at formation, in minutes: where late joiners fit in.
+    utc_offset_minutes = models.IntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    dissolved_at = models.DateTimeField(null=True, blank=True, help_text="Set when re-forming merged it away.")
+
+    class Meta:
+        ordering = ["cohort", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["cohort", "number"], name="study_group_number_unique_in_cohort"),
+        ]
+
+    def __str__(self):
+        return self.name
