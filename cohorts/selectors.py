@@ -2,9 +2,9 @@
 
 import datetime
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 
-from cohorts.models import Cohort, Course, Week
+from cohorts.models import MAX_COURSE_WEEKS, Cohort, Course, StudyGroup, Week
 
 
 def cohorts_open_for_signup(today: datetime.date, course: Course | None = None) -> QuerySet[Cohort]:
@@ -40,3 +40,35 @@ def cohort_week_number(cohort: Cohort, today: datetime.date) -> int | None:
 
 def cohort_by_slug(slug: str) -> Cohort | None:
     return Cohort.objects.select_related("course").filter(slug=slug).first()
+
+
+def cohorts_due_for_group_formation(today: datetime.date) -> QuerySet[Cohort]:
+    """Cohorts whose formation date has come, that have no groups yet and have not started long ago.
+
+    A cohort already running still qualifies (beat was down on the day, say); one finished does not.
+    """
+    due = Q(groups_form_on__lte=today) | Q(groups_form_on__isnull=True, start_date__lte=today + datetime.timedelta(days=1))
+    return (
+        Cohort.objects.filter(due, start_date__gte=today - datetime.timedelta(weeks=MAX_COURSE_WEEKS))
+        .exclude(groups__isnull=False)
+        .select_related("course")
+    )
+
+
+def study_groups_of(cohort: Cohort) -> QuerySet[StudyGroup]:
+    """The cohort's groups that re-forming has not merged away, in number order."""
+    return StudyGroup.objects.filter(cohort=cohort, dissolved_at__isnull=True).order_by("number")
+
+
+def cohort_next_week_due(cohort: Cohort, today: datetime.date) -> tuple[int, datetime.date] | None:
+    """The next week of the cohort whose email is still to come: (number, the date it begins)."""
+    for number in range(1, cohort.course.week_count + 1):
+        begins = cohort.start_date + datetime.timedelta(weeks=number - 1)
+        if begins >= today:
+            return number, begins
+    return None
+
+
+def cohort_has_groups(cohort: Cohort) -> bool:
+    """Whether the cohort's groups have been formed (dissolved ones count: formation happened)."""
+    return StudyGroup.objects.filter(cohort=cohort).exists()

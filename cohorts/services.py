@@ -7,8 +7,9 @@ from pathlib import Path
 import yaml
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Max
 
-from cohorts.models import Cohort, Course, Week
+from cohorts.models import Cohort, Course, StudyGroup, Week
 
 DEMO_COURSE_FILE = Path(__file__).resolve().parent / "fixtures" / "gentle-python.yaml"
 
@@ -131,3 +132,75 @@ def demo_load(today: datetime.date, definition_path: Path = DEMO_COURSE_FILE) ->
         planned.save()
         result.cohorts_created.append(planned)
     return result
+
+
+def cohort_lock(cohort_id: int) -> Cohort:
+    """Lock a cohort's row until the end of the transaction: its groups change one writer at a time."""
+    return Cohort.objects.select_for_update().select_related("course").get(pk=cohort_id)
+
+
+def study_groups_create(cohort: Cohort, centre_offsets: list[int]) -> list[StudyGroup]:
+    """Create one group per offset, numbered after the cohort's existing groups. One query.
+
+    Each gets a name, a slug unique across the site (for its discussion link and, later,
+    its email address) and the cohort's discussion link for it.
+    """
+    first = (StudyGroup.objects.filter(cohort=cohort).aggregate(last=Max("number"))["last"] or 0) + 1
+    groups = []
+    for number, offset in enumerate(centre_offsets, start=first):
+        slug = f"{cohort.slug}-g{number}"
+        groups.append(
+            StudyGroup(
+                cohort=cohort, number=number, name=f"Group {number}", slug=slug,
+                discussion_url=cohort.group_discussion_url(slug), utc_offset_minutes=offset,
+            )
+        )
+    return StudyGroup.objects.bulk_create(groups)
+
+
+def study_groups_dissolve(group_ids, now: datetime.datetime) -> int:
+    """Mark groups as merged away by re-forming (kept, for history and links)."""
+    return StudyGroup.objects.filter(pk__in=group_ids, dissolved_at__isnull=True).update(dissolved_at=now)
+
+
+def cohort_close_signup(cohort: Cohort, today: datetime.date) -> bool:
+    """Close signup now: yesterday becomes the last day. False when it was closed already."""
+    if cohort.signup_closes_on < today:
+        return False
+    cohort.signup_closes_on = today - datetime.timedelta(days=1)
+    cohort.signup_opens_on = min(cohort.signup_opens_on, cohort.signup_closes_on)
+    cohort.save(update_fields=["signup_closes_on", "signup_opens_on"])
+    return True
+
+
+def cohort_start_next(cohort: Cohort, weeks_later: int) -> Cohort:
+    """A new cohort with this one's settings, starting `weeks_later` weeks after it.
+
+    Its signup window keeps the same distance to its start; its name and slug follow the
+    start date. Raises ValidationError when that cohort would be invalid.
+    """
+    shift = datetime.timedelta(weeks=weeks_later)
+    start = cohort.start_date + shift
+    slug = f"{cohort.course.slug}-{start:%Y-%m-%d}"
+    suffix = 2
+    while Cohort.objects.filter(slug=slug).exists():
+        slug, suffix = f"{cohort.course.slug}-{start:%Y-%m-%d}-{suffix}", suffix + 1
+    new = Cohort(
+        course=cohort.course,
+        name=f"Round starting {start:%-d %B %Y}",
+        slug=slug,
+        start_date=start,
+        signup_opens_on=cohort.signup_opens_on + shift,
+        signup_closes_on=cohort.signup_closes_on + shift,
+        capacity=cohort.capacity,
+        send_weekday=cohort.send_weekday,
+        send_time=cohort.send_time,
+        group_size_target=cohort.group_size_target,
+        group_size_min=cohort.group_size_min,
+        group_size_max=cohort.group_size_max,
+        groups_form_on=cohort.groups_form_on + shift if cohort.groups_form_on else None,
+        discussion_url_pattern=cohort.discussion_url_pattern,
+    )
+    new.full_clean()
+    new.save()
+    return new

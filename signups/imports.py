@@ -21,7 +21,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 
 from cohorts.models import Cohort
+from cohorts.selectors import cohort_has_groups
 from signups.models import Enrollment, Experience, Learner, Suppression, email_digest, email_normalize, timezone_names
+from signups.groups import enrollment_group_place
 from signups.services import signup_email_send
 
 COLUMNS = ("email", "first_name", "timezone", "experience", "wants_group")
@@ -104,6 +106,7 @@ def learners_import(cohort: Cohort, text: str, confirmed: bool, now: datetime.da
             "email_digest", flat=True
         )
     )
+    groups_formed = cohort_has_groups(cohort)
     to_confirm: list[tuple[Learner, Enrollment]] = []
     seen: dict[str, int] = {}
     with transaction.atomic():
@@ -127,6 +130,8 @@ def learners_import(cohort: Cohort, text: str, confirmed: bool, now: datetime.da
             report.updated += not added
             if enrollment.status == Enrollment.Status.PENDING and learner.confirmation_sent_at == now:
                 to_confirm.append((learner, enrollment))
+            elif enrollment.status == Enrollment.Status.ACTIVE and groups_formed:
+                enrollment_group_place(enrollment)  # when the cohort's groups are formed already
         if dry_run:
             transaction.set_rollback(True)
     if not dry_run:

@@ -14,7 +14,7 @@ import zoneinfo
 from django.db import models
 from django.db.models import Q
 
-from cohorts.models import Cohort, Course
+from cohorts.models import Cohort, Course, StudyGroup
 
 
 def email_normalize(address: str) -> str:
@@ -92,6 +92,11 @@ class Enrollment(models.Model):
     )
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     wants_group = models.BooleanField(default=True)
+    # Kept when the enrollment ends, as history: a group's members are its current enrollments.
+    group = models.ForeignKey(StudyGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="enrollments")
+    # Set when re-forming moved the learner: their next weekly email tells them.
+    group_moved_at = models.DateTimeField(null=True, blank=True)
+    group_moved_from = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     ended_at = models.DateTimeField(null=True, blank=True)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 
 from cohorts.models import Cohort, Course
+from signups.groups import enrollment_group_place
 from signups.models import Enrollment, Erasure, Learner, Suppression, email_digest, email_normalize
 from signups.tokens import TokenInvalid, confirmation_token, confirmation_token_read, learner_token
 
@@ -213,6 +214,7 @@ def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
         Suppression.objects.filter(email_digest=email_digest(learner.email)).delete()
         enrollment.status = Enrollment.Status.ACTIVE
         enrollment.save(update_fields=["status", "updated_at"])
+        enrollment_group_place(enrollment)  # when the cohort's groups are formed already
     return Confirmation(enrollment, already_confirmed=False)
 
 
@@ -236,10 +238,12 @@ def _enrollment_move(enrollment: Enrollment, cohort: Cohort, now: datetime.datet
             return current
         current.status, current.ended_at = Enrollment.Status.SWITCHED, now
         current.save(update_fields=["status", "ended_at", "updated_at"])
-        return Enrollment.objects.create(
+        moved = Enrollment.objects.create(
             learner_id=current.learner_id, course_id=current.course_id, cohort=cohort,
             status=enrollment.status, wants_group=current.wants_group,
         )
+        enrollment_group_place(moved)  # when the new cohort's groups are formed already
+        return moved
 
 
 def enrollment_switch_cohort(enrollment: Enrollment, cohort: Cohort, today: datetime.date, now: datetime.datetime) -> Enrollment:

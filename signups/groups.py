@@ -1,0 +1,160 @@
+"""Putting a cohort's learners into study groups: formation, late joiners, re-forming, the report.
+
+The algorithm lives in cohorts.grouping and knows nothing of the database; these services
+feed it the cohort's groupable learners, write its answer in bulk and keep the rules:
+- only confirmed, subscribed learners with an active (or paused) enrollment who want a
+  group are grouped;
+- forming twice is refused (re-form instead); a learner confirmed after formation is placed
+  at once, so nobody is left without a group;
+- every change to a cohort's groups happens with the cohort's row locked, one writer at a time.
+"""
+
+import datetime
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from cohorts.grouping import (
+    Candidate,
+    FormationQuality,
+    formation_quality,
+    group_centre_offset,
+    group_for_late_joiner,
+    groups_form,
+    groups_reform,
+    utc_offset_minutes,
+)
+from cohorts.models import Cohort, StudyGroup
+from cohorts.selectors import cohort_has_groups, study_groups_of
+from cohorts.services import cohort_lock, study_groups_create, study_groups_dissolve
+from signups.models import Enrollment
+
+GROUPED_STATUSES = (Enrollment.Status.ACTIVE, Enrollment.Status.PAUSED)
+
+
+class GroupsExist(Exception):
+    """The cohort has groups already: re-form them instead of forming again."""
+
+
+class NoLearnersToGroup(Exception):
+    """The cohort has no confirmed learner who wants a group."""
+
+
+def _groupable(cohort: Cohort):
+    return Enrollment.objects.filter(
+        cohort=cohort,
+        status__in=GROUPED_STATUSES,
+        wants_group=True,
+        learner__confirmed_at__isnull=False,
+        learner__unsubscribed_at__isnull=True,
+    )
+
+
+def _candidates(enrollments, start_date: datetime.date) -> list[Candidate]:
+    rows = enrollments.values_list("pk", "learner__timezone", "learner__experience")
+    return [Candidate(pk, utc_offset_minutes(timezone_name, start_date), experience) for pk, timezone_name, experience in rows]
+
+
+def _members_by_group(cohort: Cohort) -> dict[int, list[Candidate]]:
+    members: dict[int, list[Candidate]] = {group.pk: [] for group in study_groups_of(cohort)}
+    rows = _groupable(cohort).filter(group__in=list(members)).values_list(
+        "pk", "group_id", "learner__timezone", "learner__experience"
+    )
+    for pk, group_id, timezone_name, experience in rows:
+        members[group_id].append(Candidate(pk, utc_offset_minutes(timezone_name, cohort.start_date), experience))
+    return members
+
+
+def _assign(enrollment_ids_by_group: dict[int, list[int]], **extra) -> None:
+    """Write memberships: one UPDATE per group, never one per learner."""
+    for group_id, enrollment_ids in enrollment_ids_by_group.items():
+        Enrollment.objects.filter(pk__in=enrollment_ids).update(group_id=group_id, **extra)
+
+
+def cohort_groups_form(cohort: Cohort, seed: int | None = None) -> FormationQuality:
+    """Form the cohort's study groups and return the formation's quality report.
+
+    Transactional, with the cohort locked. Deterministic for a seed (default: the cohort's
+    id). Raises GroupsExist when the cohort has groups, NoLearnersToGroup when nobody is
+    groupable; either way nothing changes.
+    """
+    with transaction.atomic():
+        cohort = cohort_lock(cohort.pk)
+        if cohort_has_groups(cohort):
+            raise GroupsExist(f"{cohort} has groups already: re-form them instead.")
+        candidates = _candidates(_groupable(cohort), cohort.start_date)
+        if not candidates:
+            raise NoLearnersToGroup(f"{cohort} has no confirmed learner who wants a group.")
+        formed = groups_form(
+            candidates, cohort.group_size_target, cohort.group_size_min, cohort.group_size_max,
+            seed=cohort.pk if seed is None else seed,
+        )
+        groups = study_groups_create(cohort, [group_centre_offset([m.utc_offset for m in members]) for members in formed])
+        _assign({group.pk: [member.key for member in members] for group, members in zip(groups, formed)})
+    return formation_quality({group: members for group, members in zip(groups, formed)}, learners=len(candidates))
+
+
+def enrollment_group_place(enrollment: Enrollment) -> StudyGroup | None:
+    """Put a learner who arrives after formation into a group: never leave them without one.
+
+    The group of their time band that has room, or a new group when none has. Nothing when
+    the cohort's groups are not formed yet (formation will take them), when they want no
+    group, or when they are in one of the cohort's groups already. Idempotent; locks the cohort.
+    """
+    if enrollment.cohort_id is None or not enrollment.wants_group or enrollment.status not in GROUPED_STATUSES:
+        return None
+    with transaction.atomic():
+        cohort = cohort_lock(enrollment.cohort_id)
+        current = Enrollment.objects.select_related("learner", "group").get(pk=enrollment.pk)
+        if current.group is not None and current.group.cohort_id == cohort.pk and current.group.dissolved_at is None:
+            return current.group
+        if not cohort_has_groups(cohort):
+            return None
+        offset = utc_offset_minutes(current.learner.timezone, cohort.start_date)
+        members = _members_by_group(cohort)
+        target = group_for_late_joiner(offset, {key: [m.utc_offset for m in group] for key, group in members.items()}, cohort.group_size_max)
+        group = StudyGroup.objects.get(pk=target) if target else study_groups_create(cohort, [offset])[0]
+        Enrollment.objects.filter(pk=current.pk).update(group=group)
+    enrollment.group = group
+    return group
+
+
+@dataclass
+class Reform:
+    moved: int
+    dissolved: list[str]
+
+
+def cohort_groups_reform(cohort: Cohort, now: datetime.datetime) -> Reform:
+    """Merge groups whose current members fell below the minimum into neighbours of their band.
+
+    Everyone else stays where they are. Moved learners are marked (group_moved_at/from) so
+    that their next weekly email tells them. Also places groupable learners who have no
+    group yet. Transactional, with the cohort locked.
+    """
+    with transaction.atomic():
+        cohort = cohort_lock(cohort.pk)
+        groups = {group.pk: group for group in study_groups_of(cohort)}
+        moves, dissolved = groups_reform(_members_by_group(cohort), cohort.group_size_min, cohort.group_size_max)
+        by_target: dict[tuple[int, int], list[int]] = defaultdict(list)
+        previous = dict(Enrollment.objects.filter(pk__in=list(moves)).values_list("pk", "group_id"))
+        for enrollment_id, target in moves.items():
+            by_target[(target, previous[enrollment_id])].append(enrollment_id)
+        for (target, source), enrollment_ids in by_target.items():
+            Enrollment.objects.filter(pk__in=enrollment_ids).update(
+                group_id=target, group_moved_at=now, group_moved_from=groups[source].name
+            )
+        study_groups_dissolve(dissolved, now)
+        ungrouped = _groupable(cohort).exclude(group__in=[key for key in groups if key not in dissolved])
+        for enrollment in ungrouped.select_related("learner"):
+            enrollment_group_place(enrollment)
+    return Reform(moved=len(moves), dissolved=sorted(groups[key].name for key in dissolved))
+
+
+def cohort_groups_quality(cohort: Cohort) -> FormationQuality:
+    """The quality report of the cohort's groups as they are now (groupable learners only)."""
+    groups = {group.pk: group for group in study_groups_of(cohort)}
+    members = _members_by_group(cohort)
+    learners = _groupable(cohort).count()
+    return formation_quality({groups[key]: group for key, group in members.items()}, learners=learners)
