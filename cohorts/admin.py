@@ -1,9 +1,17 @@
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import models
+from django.template.response import TemplateResponse
+from django.utils import timezone
 
 from cohorts.forms import LinkListField
-from cohorts.models import Cohort, Course, Week
+from cohorts.models import Cohort, CohortStatus, Course, StudyGroup, Week
+from cohorts.selectors import cohort_next_week_due
+from cohorts.services import cohort_close_signup, cohort_start_next
 
 
 class WeekForm(forms.ModelForm):
@@ -41,11 +49,117 @@ class CourseAdmin(admin.ModelAdmin):
     inlines = [WeekInline]
 
 
+class CohortForm(forms.ModelForm):
+    class Meta:
+        model = Cohort
+        fields = "__all__"
+        widgets = {"discussion_url_pattern": forms.TextInput(attrs={"size": 80})}
+
+    def clean_start_date(self):
+        start = self.cleaned_data["start_date"]
+        if self.instance._state.adding and start < timezone.now().date():
+            raise forms.ValidationError("A new cohort cannot start in the past.")
+        return start
+
+
+class StartNextRoundForm(forms.Form):
+    weeks_later = forms.IntegerField(min_value=1, max_value=52, initial=4, label="Start how many weeks after this one?")
+
+
+@dataclass
+class CohortPageSection:
+    """A part of the cohort's admin page that another app contributes (learners, deliveries).
+
+    `context(cohort, today)` returns the template's context; cohorts itself knows nothing
+    of learners, so signups (and later the scheduler) register their sections here.
+    """
+
+    title: str
+    template: str
+    context: Callable
+
+
 @admin.register(Cohort)
 class CohortAdmin(admin.ModelAdmin):
-    list_display = ["name", "course", "start_date", "signup_opens_on", "signup_closes_on"]
+    form = CohortForm
+    list_display = ["name", "course", "status", "start_date", "signup_opens_on", "signup_closes_on", "capacity"]
     list_filter = ["course"]
     list_select_related = ["course"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     date_hierarchy = "start_date"
+    change_form_template = "admin/cohorts/cohort/change_form.html"
+    fieldsets = [
+        (None, {"fields": ["course", "name", "slug", "start_date", "capacity"]}),
+        ("Signup", {"fields": [("signup_opens_on", "signup_closes_on")]}),
+        ("Weekly email", {"fields": [("send_weekday", "send_time")]}),
+        ("Study groups", {"fields": [("group_size_min", "group_size_target", "group_size_max"), "groups_form_on", "discussion_url_pattern"]}),
+    ]
+    actions = ["start_next_round", "close_signup"]
+    # Filled by other apps at start-up (see CohortPageSection); class-level on purpose.
+    page_sections: list[CohortPageSection] = []
+
+    @admin.display(description="status")
+    def status(self, cohort):
+        return CohortStatus(cohort.status_on(timezone.now().date())).label
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        cohort = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if cohort is not None:
+            today = timezone.now().date()
+            next_week = cohort_next_week_due(cohort, today)
+            extra_context["cohort_summary"] = {
+                "status": CohortStatus(cohort.status_on(today)).label,
+                "end_date": cohort.end_date,
+                "groups_formation_date": cohort.groups_formation_date,
+                "next_week": next_week,
+            }
+            extra_context["cohort_sections"] = [
+                {"title": section.title, "template": section.template, **section.context(cohort, today)}
+                for section in self.page_sections
+            ]
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    @admin.action(description="Start the next round (a copy, N weeks later)…")
+    def start_next_round(self, request, queryset):
+        form = StartNextRoundForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            for cohort in queryset.select_related("course"):
+                try:
+                    new = cohort_start_next(cohort, form.cleaned_data["weeks_later"])
+                except ValidationError as error:
+                    self.message_user(request, f"{cohort}: {' '.join(error.messages)}", messages.ERROR)
+                else:
+                    self.message_user(request, f"Created {new}, starting {new.start_date:%A %-d %B %Y}.")
+            return None
+        return TemplateResponse(
+            request,
+            "admin/cohorts/cohort/start_next_round.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Start the next round",
+                "cohorts": queryset,
+                "form": form,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )
+
+    @admin.action(description="Close signup now")
+    def close_signup(self, request, queryset):
+        today = timezone.now().date()
+        closed = sum(cohort_close_signup(cohort, today) for cohort in queryset)
+        self.message_user(request, f"Closed signup for {closed} cohort{'s' if closed != 1 else ''}.")
+
+
+@admin.register(StudyGroup)
+class StudyGroupAdmin(admin.ModelAdmin):
+    list_display = ["name", "cohort", "slug", "utc_offset_minutes", "dissolved_at"]
+    list_filter = ["cohort"]
+    list_select_related = ["cohort__course"]
+    search_fields = ["slug", "name"]
+    readonly_fields = ["cohort", "number", "slug", "utc_offset_minutes", "created_at", "dissolved_at"]
+
+    def has_add_permission(self, request):
+        return False  # groups are formed, not typed in

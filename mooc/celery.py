@@ -22,4 +22,10 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Each cohort's groups are formed on its formation date (default: the day before it starts).
+    "groups-form-due": {
+        "task": "signups.tasks.groups_form_due",
+        "schedule": 60 * 60.0,
+        "options": {"expires": 55 * 60},
+    },
 }

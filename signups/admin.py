@@ -8,10 +8,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from cohorts.admin import CohortAdmin, CohortPageSection
 from cohorts.models import Cohort
 from signups import services
+from signups.groups import GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform
 from signups.imports import ImportFileError, learners_import
 from signups.models import Enrollment, Erasure, Learner, Suppression
+from signups.selectors import cohort_enrollment_counts, cohort_members_overview
 
 
 class LearnerStatusFilter(admin.SimpleListFilter):
@@ -246,3 +249,49 @@ class ErasureAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+# --- The cohort's admin page: its learners and groups, and the group actions -------------------
+
+
+def cohort_learners_section(cohort, today) -> dict:
+    overview = cohort_members_overview(cohort)
+    quality = cohort_groups_quality(cohort)
+    spreads = {row.key.pk: row for row in quality.groups}
+    return {
+        "counts": [(Enrollment.Status(status).label, count) for status, count in sorted(cohort_enrollment_counts(cohort).items())],
+        "offsets": [(f"UTC{offset // 60:+d}" + (f":{abs(offset) % 60:02d}" if offset % 60 else ""), count) for offset, count in overview["offsets"]],
+        "experience": overview["experience"],
+        "groups": [(group, members, spreads.get(group.pk)) for group, members in overview["groups"]],
+        "without_group": overview["without_group"],
+        "quality": quality,
+    }
+
+
+@admin.action(description="Form study groups now")
+def form_groups(modeladmin, request, queryset):
+    for cohort in queryset:
+        try:
+            quality = cohort_groups_form(cohort)
+        except (GroupsExist, NoLearnersToGroup) as refusal:
+            modeladmin.message_user(request, str(refusal), messages.WARNING)
+        else:
+            modeladmin.message_user(
+                request,
+                f"{cohort}: {len(quality.groups)} groups of {quality.smallest} to {quality.largest}; "
+                f"{quality.share_within_good_spread:.0%} within 2 hours; {quality.ungrouped} left without a group.",
+            )
+
+
+@admin.action(description="Re-form study groups (merge those that shrank)")
+def reform_groups(modeladmin, request, queryset):
+    for cohort in queryset:
+        reform = cohort_groups_reform(cohort, now=timezone.now())
+        dissolved = ", ".join(reform.dissolved) or "none"
+        modeladmin.message_user(request, f"{cohort}: moved {reform.moved} learners; groups merged away: {dissolved}.")
+
+
+CohortAdmin.page_sections.append(
+    CohortPageSection("Learners and study groups", "admin/signups/cohort_learners.html", cohort_learners_section)
+)
+CohortAdmin.actions = [*CohortAdmin.actions, form_groups, reform_groups]

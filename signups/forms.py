@@ -66,7 +66,7 @@ class SignupForm(forms.Form):
             if cohort.slug == slug:
                 return cohort
         if cohort_by_slug(slug) is not None:
-            raise forms.ValidationError("This round is no longer open for signup. Please choose another one.")
+            raise forms.ValidationError("This round is full or no longer open for signup. Please choose another one.")
         raise forms.ValidationError("There is no such round. Please choose one of those listed.")
 
     def clean_wants_group(self):

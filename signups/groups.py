@@ -26,7 +26,7 @@ from cohorts.grouping import (
     utc_offset_minutes,
 )
 from cohorts.models import Cohort, StudyGroup
-from cohorts.selectors import cohort_has_groups, study_groups_of
+from cohorts.selectors import cohort_has_groups, cohorts_due_for_group_formation, study_groups_of
 from cohorts.services import cohort_lock, study_groups_create, study_groups_dissolve
 from signups.models import Enrollment
 
@@ -158,3 +158,18 @@ def cohort_groups_quality(cohort: Cohort) -> FormationQuality:
     members = _members_by_group(cohort)
     learners = _groupable(cohort).count()
     return formation_quality({groups[key]: group for key, group in members.items()}, learners=learners)
+
+
+def cohorts_groups_form_due(today: datetime.date) -> dict[Cohort, FormationQuality | str]:
+    """Form the groups of every cohort whose formation date has come and that has none yet.
+
+    Safe to run again at any time (a cohort with groups is no longer due). Returns, per
+    cohort tried, its quality report or why nothing was formed.
+    """
+    results: dict[Cohort, FormationQuality | str] = {}
+    for cohort in cohorts_due_for_group_formation(today):
+        try:
+            results[cohort] = cohort_groups_form(cohort)
+        except (GroupsExist, NoLearnersToGroup) as reason:
+            results[cohort] = str(reason)
+    return results

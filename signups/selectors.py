@@ -1,8 +1,9 @@
 """Questions about learners; nothing here writes."""
 
 import datetime
+from collections import Counter
 
-from django.db.models import QuerySet
+from django.db.models import Count, F, Q, QuerySet
 
 from cohorts.models import Cohort, Course
 from cohorts.selectors import cohorts_open_for_signup
@@ -27,9 +28,19 @@ def enrollment_current(learner: Learner, course: Course | None = None) -> Enroll
     return enrollments.order_by("-created_at").first()
 
 
+def cohorts_open_with_room(today: datetime.date, course: Course | None = None) -> QuerySet[Cohort]:
+    """Cohorts open for signup today that are not full (capacity counts current enrollments)."""
+    taken = Count("enrollments", filter=Q(enrollments__status__in=Enrollment.CURRENT))
+    return (
+        cohorts_open_for_signup(today, course=course)
+        .annotate(taken=taken)
+        .filter(Q(capacity__isnull=True) | Q(taken__lt=F("capacity")))
+    )
+
+
 def cohorts_to_switch_to(enrollment: Enrollment, today: datetime.date) -> QuerySet[Cohort]:
-    """Open cohorts of the enrollment's course that start later than its cohort."""
-    cohorts = cohorts_open_for_signup(today, course=enrollment.course)
+    """Open cohorts with room, of the enrollment's course, that start later than its cohort."""
+    cohorts = cohorts_open_with_room(today, course=enrollment.course)
     if enrollment.cohort is not None:
         cohorts = cohorts.filter(start_date__gt=enrollment.cohort.start_date)
     return cohorts
@@ -57,3 +68,39 @@ def enrollments_mailable(cohort: Cohort) -> QuerySet[Enrollment]:
 def enrollment_learner_email(enrollment_id: int) -> str:
     """The address an enrollment belongs to ("" when it is gone), to prefill a resend form."""
     return Enrollment.objects.filter(pk=enrollment_id).values_list("learner__email", flat=True).first() or ""
+
+
+def cohort_enrollment_counts(cohort: Cohort) -> dict[str, int]:
+    """How many of the cohort's enrollments are in each status (confirmed or not)."""
+    rows = Enrollment.objects.filter(cohort=cohort).values("status").annotate(count=Count("pk"))
+    return {row["status"]: row["count"] for row in rows}
+
+
+def cohort_members_overview(cohort: Cohort) -> dict:
+    """The cohort's groupable learners: their spread over UTC offsets and experience levels,
+    and each group's members (first name, time zone, experience). A fixed number of queries."""
+    from cohorts.grouping import utc_offset_minutes
+    from cohorts.selectors import study_groups_of
+
+    members = (
+        Enrollment.objects.filter(cohort=cohort, status__in=["active", "paused"], learner__confirmed_at__isnull=False)
+        .select_related("learner")
+        .order_by("learner__first_name", "pk")
+    )
+    by_group: dict[int | None, list] = {}
+    offsets: Counter = Counter()
+    experience: Counter = Counter()
+    for enrollment in members:
+        learner = enrollment.learner
+        offset = utc_offset_minutes(learner.timezone, cohort.start_date)
+        offsets[offset] += 1
+        experience[learner.experience] += 1
+        by_group.setdefault(enrollment.group_id, []).append(
+            {"first_name": learner.first_name or learner.email.split("@")[0], "timezone": learner.timezone, "experience": learner.experience}
+        )
+    return {
+        "offsets": sorted(offsets.items()),
+        "experience": dict(experience),
+        "groups": [(group, by_group.get(group.pk, [])) for group in study_groups_of(cohort)],
+        "without_group": len(by_group.get(None, [])),
+    }

@@ -259,6 +259,8 @@ def enrollment_switch_cohort(enrollment: Enrollment, cohort: Cohort, today: date
         raise SignupRefused("You are already in that round.")
     if enrollment.cohort is not None and cohort.start_date <= enrollment.cohort.start_date:
         raise SignupRefused("You can only move to a round that starts later than yours.")
+    if cohort.capacity is not None and cohort.enrollments.filter(status__in=Enrollment.CURRENT).count() >= cohort.capacity:
+        raise SignupRefused("That round is full.")
     return _enrollment_move(enrollment, cohort, now)
 
 

@@ -12,11 +12,11 @@ from django.utils.html import format_html_join
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from cohorts.selectors import cohort_by_slug, cohort_week_number, cohorts_open_for_signup, course_featured
+from cohorts.selectors import cohort_by_slug, cohort_week_number, course_featured
 from signups import services
 from signups.forms import SignupForm
 from signups.models import timezone_names
-from signups.selectors import cohorts_to_switch_to, enrollment_current, enrollment_learner_email, learner_from_token
+from signups.selectors import cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_learner_email, learner_from_token
 from signups.services import Signup, SignupRefused
 from signups.tokens import TokenExpired, TokenInvalid, learner_token
 
@@ -39,7 +39,7 @@ def _timezone_options() -> str:
 def _landing(request, form=None, status=200):
     today = timezone.now().date()
     course = course_featured(today)
-    open_cohorts = list(cohorts_open_for_signup(today, course=course)) if course else []
+    open_cohorts = list(cohorts_open_with_room(today, course=course)) if course else []
     form = form or SignupForm(open_cohorts=open_cohorts)
     context = {"course": course, "open_cohorts": open_cohorts, "form": form, "timezone_options": _timezone_options()}
     return render(request, "signups/landing.html", context, status=status)
@@ -58,7 +58,7 @@ def signup(request):
     now = timezone.now()
     today = now.date()
     course = course_featured(today, with_weeks=False)
-    open_cohorts = list(cohorts_open_for_signup(today, course=course)) if course else []
+    open_cohorts = list(cohorts_open_with_room(today, course=course)) if course else []
     form = SignupForm(request.POST, open_cohorts=open_cohorts)
     if form.is_bot:
         return redirect("signups:signup-sent")  # tell a bot nothing

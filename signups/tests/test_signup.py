@@ -136,7 +136,7 @@ def test_a_round_that_closed_since_the_page_loaded_is_refused_at_the_field(clien
     response = client.post("/signup/", form_data(cohort=running_cohort.slug))
 
     assert response.status_code == 400
-    assert response.context["form"].errors["cohort"] == ["This round is no longer open for signup. Please choose another one."]
+    assert response.context["form"].errors["cohort"] == ["This round is full or no longer open for signup. Please choose another one."]
     assert not Learner.objects.exists()
 
 
@@ -214,3 +214,18 @@ def test_a_signup_costs_a_fixed_number_of_queries(client, next_cohort, later_coh
 def test_no_template_comment_leaks_onto_the_page(client, next_cohort):
     page = client.get("/").content.decode()
     assert "{#" not in page and "#}" not in page and "{%" not in page
+
+
+def test_a_full_round_is_not_offered_and_cannot_be_chosen(client, next_cohort, later_cohort):
+    from signups.tests.factories import EnrollmentFactory
+
+    next_cohort.capacity = 2
+    next_cohort.save()
+    EnrollmentFactory.create_batch(2, cohort=next_cohort)
+
+    page = client.get("/").content.decode()
+    assert f'value="{next_cohort.slug}"' not in page
+    assert re.search(rf'value="{later_cohort.slug}"[^>]*checked', page)
+    response = client.post("/signup/", form_data(cohort=next_cohort.slug))
+    assert response.status_code == 400
+    assert "This round is full" in response.context["form"].errors["cohort"][0]

@@ -1,0 +1,107 @@
+"""Organizers create and run cohorts in the real admin: validation at the field, actions, the page."""
+
+import datetime
+
+import pytest
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.urls import reverse
+from django.utils import timezone
+
+from cohorts.models import Cohort, CohortStatus
+from cohorts.tests.factories import CohortFactory, CourseFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def cohort_form(course, **changes):
+    start = timezone.now().date() + datetime.timedelta(weeks=3)
+    data = {
+        "course": course.pk, "name": "Spring round", "slug": "spring-round", "start_date": start, "capacity": "",
+        "signup_opens_on": start - datetime.timedelta(weeks=3), "signup_closes_on": start,
+        "send_weekday": 0, "send_time": "09:00", "group_size_min": 6, "group_size_target": 10, "group_size_max": 14,
+        "groups_form_on": "", "discussion_url_pattern": "https://forum.example.org/c/{group}",
+    }
+    return data | changes
+
+
+def field_errors(response) -> dict:
+    return response.context["adminform"].form.errors
+
+
+def test_a_valid_cohort_is_created(admin_client):
+    course = CourseFactory()
+    response = admin_client.post(reverse("admin:cohorts_cohort_add"), cohort_form(course))
+    assert response.status_code == 302, field_errors(response)
+    assert Cohort.objects.get().discussion_url_pattern == "https://forum.example.org/c/{group}"
+
+
+@pytest.mark.parametrize(
+    "changes, field, message",
+    [
+        ({"signup_closes_on": "2000-01-01"}, "signup_closes_on", "Signup cannot close before it opens."),
+        ({"group_size_min": 15}, "group_size_min", "cannot be larger than the largest"),
+        ({"group_size_target": 20}, "group_size_target", "The target must lie between"),
+        ({"group_size_min": 1, "group_size_target": 1}, "group_size_min", "at least 2 people"),
+        ({"discussion_url_pattern": "https://forum.example.org/c/general"}, "discussion_url_pattern", "must contain {group}"),
+        ({"discussion_url_pattern": "forum/{group}"}, "discussion_url_pattern", "not a web address"),
+        ({"start_date": "2001-01-01", "signup_opens_on": "2000-12-01", "signup_closes_on": "2001-01-01"}, "start_date", "cannot start in the past"),
+    ],
+)
+def test_bad_settings_are_refused_at_the_field(admin_client, changes, field, message):
+    course = CourseFactory()
+    response = admin_client.post(reverse("admin:cohorts_cohort_add"), cohort_form(course, **changes))
+    assert response.status_code == 200
+    assert message in " ".join(field_errors(response)[field]), field_errors(response)
+    assert not Cohort.objects.exists()
+
+
+def test_signup_cannot_close_after_the_last_week(admin_client):
+    course = CourseFactory(week_count=8)
+    data = cohort_form(course)
+    data["signup_closes_on"] = data["start_date"] + datetime.timedelta(weeks=8)
+    response = admin_client.post(reverse("admin:cohorts_cohort_add"), data)
+    assert "Signup cannot close after the cohort's last week" in " ".join(field_errors(response)["signup_closes_on"])
+
+
+def test_a_running_cohort_can_still_be_edited(admin_client):
+    cohort = CohortFactory(start_date=timezone.now().date() - datetime.timedelta(weeks=2))
+    data = cohort_form(cohort.course, slug=cohort.slug, start_date=cohort.start_date,
+                       signup_opens_on=cohort.signup_opens_on, signup_closes_on=cohort.signup_closes_on, name="Renamed")
+    response = admin_client.post(reverse("admin:cohorts_cohort_change", args=[cohort.pk]), data)
+    assert response.status_code == 302, field_errors(response)
+
+
+def test_status_follows_the_dates():
+    cohort = CohortFactory(start_date=datetime.date(2026, 12, 7), signup_opens_on=datetime.date(2026, 11, 23))
+    assert cohort.status_on(datetime.date(2026, 11, 22)) == CohortStatus.DRAFT
+    assert cohort.status_on(datetime.date(2026, 11, 23)) == CohortStatus.OPEN
+    assert cohort.status_on(datetime.date(2026, 12, 7)) == CohortStatus.RUNNING
+    assert cohort.status_on(datetime.date(2027, 1, 31)) == CohortStatus.RUNNING  # last day of week 8
+    assert cohort.status_on(datetime.date(2027, 2, 1)) == CohortStatus.FINISHED
+
+
+def test_start_the_next_round_copies_the_settings(admin_client):
+    cohort = CohortFactory(
+        capacity=200, send_weekday=2, group_size_target=8, group_size_min=5, group_size_max=12,
+        discussion_url_pattern="https://forum.example.org/{group}", start_date=datetime.date(2026, 11, 30),
+    )
+    url = reverse("admin:cohorts_cohort_changelist")
+    ask = admin_client.post(url, {"action": "start_next_round", ACTION_CHECKBOX_NAME: [cohort.pk]})
+    assert "Create the next round" in ask.content.decode()
+
+    admin_client.post(url, {"action": "start_next_round", ACTION_CHECKBOX_NAME: [cohort.pk], "apply": "1", "weeks_later": 4})
+
+    new = Cohort.objects.exclude(pk=cohort.pk).get()
+    assert new.start_date == datetime.date(2026, 12, 28)
+    assert new.signup_opens_on == cohort.signup_opens_on + datetime.timedelta(weeks=4)
+    assert (new.capacity, new.send_weekday, new.group_size_target, new.group_size_min, new.group_size_max) == (200, 2, 8, 5, 12)
+    assert new.discussion_url_pattern == cohort.discussion_url_pattern
+    assert new.slug == f"{cohort.course.slug}-2026-12-28"
+
+
+def test_close_signup_now(admin_client):
+    today = timezone.now().date()
+    cohort = CohortFactory(start_date=today + datetime.timedelta(days=10), signup_opens_on=today)
+    admin_client.post(reverse("admin:cohorts_cohort_changelist"), {"action": "close_signup", ACTION_CHECKBOX_NAME: [cohort.pk]})
+    cohort.refresh_from_db()
+    assert cohort.signup_closes_on < today
