@@ -10,10 +10,11 @@ feed it the cohort's groupable learners, write its answer in bulk and keep the r
 """
 
 import datetime
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from cohorts.grouping import (
     Candidate,
@@ -31,6 +32,7 @@ from cohorts.services import cohort_lock, study_groups_create, study_groups_diss
 from signups.models import Enrollment
 
 GROUPED_STATUSES = (Enrollment.Status.ACTIVE, Enrollment.Status.PAUSED)
+ASSIGN_BATCH = 50_000  # (enrollment, group) pairs per statement
 
 
 class GroupsExist(Exception):
@@ -66,10 +68,34 @@ def _members_by_group(cohort: Cohort) -> dict[int, list[Candidate]]:
     return members
 
 
-def _assign(enrollment_ids_by_group: dict[int, list[int]], **extra) -> None:
-    """Write memberships: one UPDATE per group, never one per learner."""
-    for group_id, enrollment_ids in enrollment_ids_by_group.items():
-        Enrollment.objects.filter(pk__in=enrollment_ids).update(group_id=group_id, **extra)
+def _assign(enrollment_ids_by_group: dict[int, list[int]]) -> None:
+    """Write memberships in bulk: a few statements for the whole cohort, never one per learner.
+
+    PostgreSQL and SQLite join the enrollments to the (id, group) pairs sent as one
+    parameter; other databases get one UPDATE per group.
+    """
+    pairs = [(enrollment_id, group_id) for group_id, ids in enrollment_ids_by_group.items() for enrollment_id in ids]
+    table = Enrollment._meta.db_table
+    with connection.cursor() as cursor:
+        for start in range(0, len(pairs), ASSIGN_BATCH):
+            batch = pairs[start : start + ASSIGN_BATCH]
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"UPDATE {table} AS e SET group_id = pair.group_id"
+                    " FROM unnest(%s::bigint[], %s::bigint[]) AS pair(id, group_id) WHERE e.id = pair.id",
+                    [[enrollment_id for enrollment_id, _ in batch], [group_id for _, group_id in batch]],
+                )
+            elif connection.vendor == "sqlite":
+                cursor.execute(
+                    f"UPDATE {table} SET group_id = pair.group_id FROM ("
+                    " SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS group_id FROM json_each(%s)"
+                    f") AS pair WHERE {table}.id = pair.id",
+                    [json.dumps(batch)],
+                )
+            else:
+                for group_id, ids in enrollment_ids_by_group.items():
+                    Enrollment.objects.filter(pk__in=ids).update(group_id=group_id)
+                return
 
 
 def cohort_groups_form(cohort: Cohort, seed: int | None = None) -> FormationQuality:
