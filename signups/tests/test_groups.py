@@ -167,3 +167,17 @@ def test_the_import_of_confirmed_learners_places_them_when_groups_exist(next_coh
 
     assert Enrollment.objects.get(learner__email="late@example.org").group is not None
     assert not mail.outbox
+
+
+def test_formation_costs_the_same_queries_for_30_or_90_learners(next_cohort, later_cohort):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    enroll(next_cohort, 30)
+    enroll(later_cohort, 90)
+    with CaptureQueriesContext(connection) as small:
+        cohort_groups_form(next_cohort)
+    with CaptureQueriesContext(connection) as large:
+        cohort_groups_form(later_cohort)
+
+    assert len(small) == len(large)
