@@ -66,6 +66,17 @@ class StartNextRoundForm(forms.Form):
     weeks_later = forms.IntegerField(min_value=1, max_value=52, initial=4, label="Start how many weeks after this one?")
 
 
+def action_form_response(model_admin, request, queryset, form, *, action, title, intro, submit_label):
+    """The page an admin action shows when it needs an answer first (templates/admin/action_form.html)."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": title, "intro": intro, "submit_label": submit_label, "action": action,
+        "queryset": queryset, "form": form, "opts": model_admin.model._meta,
+        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/action_form.html", context)
+
+
 @dataclass
 class CohortPageSection:
     """A part of the cohort's admin page that another app contributes (learners, deliveries).
@@ -133,17 +144,10 @@ class CohortAdmin(admin.ModelAdmin):
                 else:
                     self.message_user(request, f"Created {new}, starting {new.start_date:%A %-d %B %Y}.")
             return None
-        return TemplateResponse(
-            request,
-            "admin/cohorts/cohort/start_next_round.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": "Start the next round",
-                "cohorts": queryset,
-                "form": form,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-                "opts": self.model._meta,
-            },
+        return action_form_response(
+            self, request, queryset, form, action="start_next_round", title="Start the next round",
+            intro="Each new round copies every setting of one of these cohorts and starts the given number of weeks after it.",
+            submit_label="Create the next round",
         )
 
     @admin.action(description="Close signup now")

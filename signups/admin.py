@@ -4,11 +4,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Q, Subquery
 from django.shortcuts import redirect, render
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
-from cohorts.admin import CohortAdmin, CohortPageSection
+from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
 from cohorts.models import Cohort
 from signups import services
 from signups.groups import GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform
@@ -166,15 +165,12 @@ class LearnerAdmin(admin.ModelAdmin):
                 "(no current enrollment in that course, or already there).",
             )
             return None
-        context = {
-            **self.admin_site.each_context(request),
-            "title": "Move learners to another cohort",
-            "learners": queryset,
-            "form": form,
-            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            "opts": self.model._meta,
-        }
-        return TemplateResponse(request, "admin/signups/learner/move_to_cohort.html", context)
+        return action_form_response(
+            self, request, queryset, form, action="move_to_cohort", title="Move learners to another cohort",
+            intro="Each learner gets the new cohort's emails from its week 1 and leaves their study group. "
+            "Learners without a current enrollment in that course are skipped.",
+            submit_label="Move them",
+        )
 
     @admin.action(description="Unsubscribe (stop every email)")
     def unsubscribe(self, request, queryset):

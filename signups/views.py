@@ -111,20 +111,22 @@ def confirm(request, token):
     return render(request, "signups/confirmed.html", context)
 
 
-@require_POST
-def confirm_resend(request):
+def _fresh_link_send(request, send):
+    """Mail a fresh link to the posted address, within the signup limits; the same answer always."""
     email = request.POST.get("email", "").strip()
     if email and not services.signup_rate_limited(client_ip(request), email):
-        services.confirmation_resend(email, now=timezone.now())
+        send(email, now=timezone.now())
     return redirect("signups:signup-sent")
+
+
+@require_POST
+def confirm_resend(request):
+    return _fresh_link_send(request, services.confirmation_resend)
 
 
 @require_POST
 def manage_link_resend(request):
-    email = request.POST.get("email", "").strip()
-    if email and not services.signup_rate_limited(client_ip(request), email):
-        services.manage_link_send(email, now=timezone.now())
-    return redirect("signups:signup-sent")
+    return _fresh_link_send(request, services.manage_link_send)
 
 
 def _learner_or_problem(request, token):
