@@ -72,3 +72,7 @@ def cohort_next_week_due(cohort: Cohort, today: datetime.date) -> tuple[int, dat
 def cohort_has_groups(cohort: Cohort) -> bool:
     """Whether the cohort's groups have been formed (dissolved ones count: formation happened)."""
     return StudyGroup.objects.filter(cohort=cohort).exists()
+
+
+def course_week(course: Course, number: int) -> Week | None:
+    return Week.objects.filter(course=course, number=number).first()

@@ -1,4 +1,8 @@
+from django.conf import settings
 from django.db import models
+
+
+WORKER_HEARTBEAT = "worker"
 
 
 class Heartbeat(models.Model):
@@ -13,3 +17,78 @@ class Heartbeat(models.Model):
 
     def __str__(self):
         return f"{self.name} at {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+class EmailKind(models.TextChoices):
+    WEEK = "week", "Weekly email"
+    WELCOME = "welcome", "Welcome (after confirmation)"
+    GROUP_INTRO = "group_intro", "Group introduction"
+    COURSE_END = "course_end", "Course end"
+
+
+class EmailTemplate(models.Model):
+    """One email of a course that staff write: a week's email, or welcome, group intro, course end.
+
+    A cohort may override a course's template for itself. The words live in versions: every
+    save adds one, so nothing is ever lost and any earlier version can be restored.
+    """
+
+    course = models.ForeignKey("cohorts.Course", on_delete=models.CASCADE, related_name="email_templates")
+    cohort = models.ForeignKey(
+        "cohorts.Cohort", on_delete=models.CASCADE, null=True, blank=True, related_name="email_templates",
+        help_text="Empty: the course's template. A cohort: an override for that cohort only.",
+    )
+    kind = models.CharField(max_length=20, choices=EmailKind.choices, default=EmailKind.WEEK)
+    week_number = models.PositiveSmallIntegerField(default=0, help_text="For weekly emails: the week (1, 2, ...). 0 otherwise.")
+    current_version = models.ForeignKey(
+        "EmailTemplateVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["course", "cohort", "kind", "week_number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["course", "kind", "week_number"], condition=models.Q(cohort__isnull=True),
+                name="email_template_unique_per_course",
+                violation_error_message="This course already has this email; edit it instead.",
+            ),
+            models.UniqueConstraint(
+                fields=["cohort", "kind", "week_number"], condition=models.Q(cohort__isnull=False),
+                name="email_template_unique_per_cohort",
+                violation_error_message="This cohort already overrides this email; edit that override instead.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(kind="week", week_number__gte=1) | (~models.Q(kind="week") & models.Q(week_number=0)),
+                name="email_template_week_number_matches_kind",
+                violation_error_message="A weekly email needs its week number; other emails have none.",
+            ),
+        ]
+
+    def __str__(self):
+        what = f"Week {self.week_number}" if self.kind == EmailKind.WEEK else self.get_kind_display()
+        return f"{what}{f' ({self.cohort.name})' if self.cohort_id else ''}"
+
+
+class EmailTemplateVersion(models.Model):
+    """One saved state of a template: never changed after it is written.
+
+    `body_html` is the body's Markdown already converted to HTML (with its template tags
+    kept), done once here instead of once per learner at every send.
+    """
+
+    template = models.ForeignKey(EmailTemplate, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    subject = models.CharField(max_length=200)
+    body = models.TextField(help_text="Markdown, with {{ variables }} and {% if %} conditions.")
+    body_html = models.TextField(editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    restored_from = models.PositiveIntegerField(null=True, blank=True, help_text="The version this one restored.")
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [models.UniqueConstraint(fields=["template", "number"], name="email_template_version_number_unique")]
+
+    def __str__(self):
+        return f"{self.template} v{self.number}"

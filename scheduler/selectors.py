@@ -4,8 +4,7 @@ import datetime
 
 from django.conf import settings
 
-from scheduler.models import Heartbeat
-from scheduler.services import WORKER_HEARTBEAT
+from scheduler.models import WORKER_HEARTBEAT, Heartbeat
 
 
 def heartbeat_status(now: datetime.datetime, name: str = WORKER_HEARTBEAT) -> dict:
@@ -19,3 +18,118 @@ def heartbeat_status(now: datetime.datetime, name: str = WORKER_HEARTBEAT) -> di
         "last_seen": seen_at.isoformat(),
         "seconds_ago": seconds_ago,
     }
+
+
+# --- What an email's template sees: plain data only, never models ------------------------------
+
+MADE_UP_MEMBERS = [
+    {"first_name": "Grace", "timezone": "America/New_York"},
+    {"first_name": "Alan", "timezone": "Europe/London"},
+    {"first_name": "Katherine", "timezone": "America/Chicago"},
+]
+
+
+def _link(link: dict | None) -> dict | None:
+    return {"title": link["title"], "url": link["url"]} if link else None
+
+
+def week_context(week, week_count: int) -> dict:
+    """A course week as a template sees it (plain data; sections that are empty are None or [])."""
+    return {
+        "number": week.number,
+        "title": week.title,
+        "is_last": week.number == week_count,
+        "lecture": _link(week.lecture),
+        "readings": [_link(link) for link in week.readings],
+        "exercises": [_link(link) for link in week.exercises],
+        "project": _link(week.project),
+        "discussion": _link(week.discussion),
+    }
+
+
+def email_context(*, first_name, timezone_name, course, cohort, week, group, members, moved_from, links) -> dict:
+    """Everything a template may use (the documented variables), from plain parts."""
+    return {
+        "learner": {"first_name": first_name or "there", "timezone": timezone_name},
+        "course": {"title": course.title, "week_count": course.week_count},
+        "cohort": {"name": cohort.name, "start_date": f"{cohort.start_date:%A %-d %B %Y}"} if cohort else None,
+        "week": week,
+        "group": (
+            {
+                "name": group.name,
+                "discussion_url": group.discussion_url,
+                "members": [{"first_name": m["first_name"], "timezone": m["timezone"]} for m in members],
+                "email": "",
+                "moved_from": moved_from,
+            }
+            if group
+            else None
+        ),
+        "links": links,
+    }
+
+
+def sample_contexts() -> list[dict]:
+    """Two made-up learners that exercise every branch a template may have: one with a group
+    and every part of a week, one without a group in a week with no lecture, reading,
+    exercise or project. Used to check templates before they are saved."""
+    from types import SimpleNamespace
+
+    course = SimpleNamespace(title="A Course", week_count=8)
+    cohort = SimpleNamespace(name="Round 1", start_date=datetime.date(2026, 11, 30))
+    link = {"title": "A link", "url": "https://example.org/"}
+    full_week = {"number": 3, "title": "A week", "is_last": False, "lecture": link, "readings": [link], "exercises": [link], "project": link, "discussion": link}
+    bare_week = {"number": 8, "title": "A last week", "is_last": True, "lecture": None, "readings": [], "exercises": [], "project": None, "discussion": None}
+    group = SimpleNamespace(name="Group 1", discussion_url="https://example.org/g1")
+    links = {"manage": "https://example.org/me/x/", "switch": "https://example.org/me/x/#switch", "unsubscribe": "https://example.org/u/x/", "site": "https://example.org/"}
+    return [
+        email_context(first_name="Ada", timezone_name="Europe/London", course=course, cohort=cohort, week=full_week,
+                      group=group, members=MADE_UP_MEMBERS, moved_from="Group 9", links=links),
+        email_context(first_name="", timezone_name="UTC", course=course, cohort=cohort, week=bare_week,
+                      group=None, members=[], moved_from="", links=links),
+    ]
+
+
+def _week_for(course, kind: str, week_number: int) -> dict | None:
+    from cohorts.selectors import course_week
+    from scheduler.models import EmailKind
+
+    number = week_number if kind == EmailKind.WEEK else (course.week_count if kind == EmailKind.COURSE_END else 1)
+    week = course_week(course, number)
+    return week_context(week, course.week_count) if week else None
+
+
+def preview_context(course, cohort, kind: str, week_number: int) -> tuple[dict, str]:
+    """The context to preview (or test-send) an email with, and whose it is.
+
+    A real confirmed learner of `cohort` when it has one (preferring one in a group), else a
+    made-up learner with a made-up group.
+    """
+    from signups.selectors import enrollment_sample, group_members
+    from signups.services import learner_links
+
+    week = _week_for(course, kind, week_number)
+    enrollment = enrollment_sample(cohort) if cohort else None
+    if enrollment is None:
+        from types import SimpleNamespace
+
+        token = "sample-learner"
+        links = {
+            "manage": f"{settings.SITE_URL}/me/{token}/", "switch": f"{settings.SITE_URL}/me/{token}/#switch",
+            "unsubscribe": f"{settings.SITE_URL}/unsubscribe/{token}/", "site": f"{settings.SITE_URL}/",
+        }
+        group = SimpleNamespace(name="Group 7", discussion_url="")
+        context = email_context(
+            first_name="Ada", timezone_name="Europe/London", course=course, cohort=cohort, week=week,
+            group=group, members=MADE_UP_MEMBERS, moved_from="", links=links,
+        )
+        return context, "a made-up learner (Ada, Europe/London) in a made-up group"
+    learner = enrollment.learner
+    members = []
+    if enrollment.group_id:
+        members = [m for m in group_members([enrollment.group_id])[enrollment.group_id] if m["enrollment"] != enrollment.pk]
+    context = email_context(
+        first_name=learner.first_name, timezone_name=learner.timezone, course=course, cohort=cohort, week=week,
+        group=enrollment.group, members=members, moved_from=enrollment.group_moved_from, links=learner_links(learner),
+    )
+    return context, f"{learner.first_name or learner.email} ({learner.timezone}), a learner of {cohort.name}"

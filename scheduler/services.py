@@ -1,13 +1,113 @@
 """Verbs of the scheduler."""
 
 import datetime
+from dataclasses import dataclass
+from pathlib import Path
 
-from scheduler.models import Heartbeat
+import yaml
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import Max
 
-WORKER_HEARTBEAT = "worker"
+from scheduler.models import WORKER_HEARTBEAT, EmailKind, EmailTemplate, EmailTemplateVersion, Heartbeat
+from scheduler.selectors import preview_context, sample_contexts
+from scheduler.templating import email_check, email_compile, email_render_parts, markdown_to_html_template
+from signups.services import list_unsubscribe_headers
 
 
 def heartbeat_record(now: datetime.datetime, name: str = WORKER_HEARTBEAT) -> Heartbeat:
     """Record that a periodic job reached a worker at `now`. Idempotent: one row per name."""
     heartbeat, _ = Heartbeat.objects.update_or_create(name=name, defaults={"seen_at": now})
     return heartbeat
+
+
+# --- Email templates ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text: str
+    html: str
+    headers: dict[str, str]
+
+
+def template_version_save(template: EmailTemplate, subject: str, body: str, user=None, restored_from: int | None = None) -> EmailTemplateVersion:
+    """Save new words for a template as its next version, which is then in force.
+
+    Checks first (raises TemplateProblem with the field, line and message): nothing is
+    saved and the last good version stays in force. The Markdown is converted to HTML here,
+    once for this version. Transactional.
+    """
+    email_check(subject, body, sample_contexts())
+    with transaction.atomic():
+        template = EmailTemplate.objects.select_for_update().get(pk=template.pk)
+        number = (template.versions.aggregate(last=Max("number"))["last"] or 0) + 1
+        version = EmailTemplateVersion.objects.create(
+            template=template, number=number, subject=subject, body=body,
+            body_html=markdown_to_html_template(body), created_by=user, restored_from=restored_from,
+        )
+        template.current_version = version
+        template.save(update_fields=["current_version", "updated_at"])
+    return version
+
+
+def template_restore(version: EmailTemplateVersion, user=None) -> EmailTemplateVersion:
+    """Put an earlier version back in force, as a new version (history is never rewritten)."""
+    return template_version_save(version.template, version.subject, version.body, user=user, restored_from=version.number)
+
+
+def email_render(version, context: dict, message_id: str) -> RenderedEmail:
+    """Subject, text, HTML and headers of one email: the service preview, test send and the
+    scheduler all use. The version is compiled once per process and reused for every learner.
+
+    `message_id` names learner, cohort and email (e.g. "gentle-python-round-2/week-3/<learner>");
+    it goes in the X-MOOC-Message header for tracking.
+    """
+    parts = email_render_parts(email_compile(version), context)
+    headers = {**list_unsubscribe_headers(context["links"]["unsubscribe"]), "X-MOOC-Message": message_id}
+    return RenderedEmail(subject=parts.subject, text=parts.text, html=parts.html, headers=headers)
+
+
+def email_message_id(cohort_slug: str | None, kind: str, week_number: int, learner_key: str) -> str:
+    what = f"week-{week_number}" if kind == EmailKind.WEEK else kind
+    return f"{cohort_slug or 'no-cohort'}/{what}/{learner_key}"
+
+
+def email_test_send(template: EmailTemplate, cohort, to_email: str) -> RenderedEmail:
+    """Send a template's version in force, as a sample learner of `cohort` would get it, to a staff address."""
+    context, _ = preview_context(template.course, cohort, template.kind, template.week_number)
+    rendered = email_render(
+        template.current_version, context, email_message_id(cohort.slug if cohort else None, template.kind, template.week_number, "test")
+    )
+    message = EmailMultiAlternatives(
+        subject=f"[Test] {rendered.subject}", body=rendered.text, to=[to_email], headers=rendered.headers
+    )
+    message.attach_alternative(rendered.html, "text/html")
+    message.send()
+    return rendered
+
+
+DEFAULT_EMAILS_FILE = Path(__file__).resolve().parent / "fixtures" / "default_emails.yaml"
+
+
+def email_templates_install_defaults(course, definition_path: Path = DEFAULT_EMAILS_FILE) -> int:
+    """Give a course the default emails it lacks: one per week, welcome, group intro, course end.
+
+    Idempotent: a template that exists is left as staff made it. Returns how many were added.
+    """
+    with definition_path.open(encoding="utf-8") as definition_file:
+        defaults = yaml.load(definition_file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    wanted = [
+        (EmailKind.WEEK, number, defaults["weeks"].get(number, {}).get("subject", defaults["week"]["subject"]),
+         defaults["weeks"].get(number, {}).get("intro", "").strip() + "\n\n" + defaults["week"]["body"])
+        for number in range(1, course.week_count + 1)
+    ] + [(kind, 0, defaults[kind]["subject"], defaults[kind]["body"]) for kind in (EmailKind.WELCOME, EmailKind.GROUP_INTRO, EmailKind.COURSE_END)]
+    added = 0
+    for kind, week_number, subject, body in wanted:
+        with transaction.atomic():
+            template, created = EmailTemplate.objects.get_or_create(course=course, cohort=None, kind=kind, week_number=week_number)
+            if created or template.current_version_id is None:
+                template_version_save(template, subject.strip(), body.strip() + "\n")
+                added += 1
+    return added

@@ -104,3 +104,24 @@ def cohort_members_overview(cohort: Cohort) -> dict:
         "groups": [(group, by_group.get(group.pk, [])) for group in study_groups_of(cohort)],
         "without_group": len(by_group.get(None, [])),
     }
+
+
+def group_members(group_ids) -> dict[int, list[dict]]:
+    """The current members of groups, in one query: group id -> [{enrollment, first_name, timezone}]."""
+    members: dict[int, list[dict]] = {group_id: [] for group_id in group_ids}
+    rows = (
+        Enrollment.objects.filter(group__in=list(members), status__in=["active", "paused"], learner__confirmed_at__isnull=False)
+        .order_by("learner__first_name", "pk")
+        .values_list("group_id", "pk", "learner__first_name", "learner__timezone")
+    )
+    for group_id, enrollment_id, first_name, timezone_name in rows:
+        members[group_id].append({"enrollment": enrollment_id, "first_name": first_name or "A classmate", "timezone": timezone_name})
+    return members
+
+
+def enrollment_sample(cohort: Cohort) -> Enrollment | None:
+    """A confirmed learner of the cohort to preview its emails with (one in a group, if any)."""
+    enrollments = Enrollment.objects.filter(
+        cohort=cohort, status__in=["active", "paused"], learner__confirmed_at__isnull=False
+    ).select_related("learner", "group", "cohort__course")
+    return enrollments.filter(group__isnull=False).order_by("pk").first() or enrollments.order_by("pk").first()

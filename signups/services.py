@@ -47,20 +47,24 @@ class Signup:
 
 
 def learner_links(learner: Learner) -> dict[str, str]:
-    """Absolute links for a learner's emails: manage the enrollment, unsubscribe."""
+    """Absolute links for a learner's emails: their page, dropping back a round, unsubscribing."""
     token = learner_token(learner.public_id)
+    manage = f"{settings.SITE_URL}/me/{token}/"
     return {
-        "manage": f"{settings.SITE_URL}/me/{token}/",
+        "manage": manage,
+        "switch": f"{manage}#switch",
         "unsubscribe": f"{settings.SITE_URL}/unsubscribe/{token}/",
+        "site": f"{settings.SITE_URL}/",
     }
+
+
+def list_unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
+    """The List-Unsubscribe headers (RFC 2369, and RFC 8058's one-click POST) for a course email."""
+    return {"List-Unsubscribe": f"<{unsubscribe_url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
 
 
 def learner_email_headers(learner: Learner) -> dict[str, str]:
-    """The List-Unsubscribe headers (RFC 2369, and RFC 8058's one-click POST) for a course email."""
-    return {
-        "List-Unsubscribe": f"<{learner_links(learner)['unsubscribe']}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    }
+    return list_unsubscribe_headers(learner_links(learner)["unsubscribe"])
 
 
 def _send(learner: Learner, template: str, context: dict, headers: dict | None = None) -> None:

@@ -1,0 +1,241 @@
+"""Staff-written email templates: Markdown with Jinja2 variables, sandboxed, compiled once.
+
+Staff are trusted to write the course's words, not to run code: templates are rendered by
+Jinja2's ImmutableSandboxedEnvironment, see only the documented variables (plain data, no
+models, no settings), may use only the documented filters, and cannot include, import or
+extend other templates. The site's own pages stay on Django templates.
+
+A template version is prepared once (`email_compile`, cached by version id):
+- the subject is a one-line text template;
+- the text part is the Markdown body itself, rendered as text;
+- the HTML part is the Markdown converted to HTML once, template tags kept intact (they are
+  set aside before conversion and put back after), with inline styles for mail clients,
+  inside the shared layout. Rendering it per learner is then a plain Jinja2 render.
+"""
+
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markdown_it import MarkdownIt
+
+SUBJECT_MAX_LENGTH = 200
+
+# The variables a template may use, with what they mean: shown beside the editor.
+VARIABLES = [
+    ("learner.first_name", "The learner's first name, or “there” when they gave none."),
+    ("learner.timezone", "Their time zone, e.g. Europe/Lisbon."),
+    ("course.title", "The course's title."),
+    ("course.week_count", "How many weeks the course has."),
+    ("cohort.name", "The learner's round, e.g. Round 2."),
+    ("cohort.start_date", "When the round started or starts, e.g. Monday 30 November 2026."),
+    ("week.number", "This week's number (weekly emails)."),
+    ("week.title", "This week's title."),
+    ("week.is_last", "True in the course's last week."),
+    ("week.lecture.title, week.lecture.url", "This week's lecture; empty when the week has none."),
+    ("week.readings", "A list of links (each with .title and .url); empty when none."),
+    ("week.exercises", "A list of links (each with .title and .url); empty when none."),
+    ("week.project.title, week.project.url", "This week's project; empty when the week has none."),
+    ("week.discussion.title, week.discussion.url", "The week's discussion space."),
+    ("group", "The learner's study group; empty when they have none (use {% if group %})."),
+    ("group.name, group.discussion_url", "The group's name and its discussion link (may be empty)."),
+    ("group.members", "The other members: a list, each with .first_name and .timezone."),
+    ("group.email", "The group's own email address, once group mail exists (empty until then)."),
+    ("group.moved_from", "The group the learner was in before re-forming moved them this week; else empty."),
+    ("links.manage", "The learner's own page: switch rounds, pause, leave, their data."),
+    ("links.switch", "Straight to dropping back to the next round."),
+    ("links.unsubscribe", "Unsubscribe from every email."),
+    ("links.site", "The site's home page."),
+]
+TOP_LEVEL_VARIABLES = frozenset({"learner", "course", "cohort", "week", "group", "links"})
+# Names Jinja2 itself provides inside blocks: loop.first, loop.last, loop.index in a {% for %}.
+BLOCK_VARIABLES = frozenset({"loop"})
+FILTERS = ("default", "upper", "lower", "title", "capitalize", "length", "join", "first", "last", "truncate", "trim")
+
+
+class TemplateProblem(Exception):
+    """A template that cannot be saved: `field` (subject or body), `line` and a message for staff."""
+
+    def __init__(self, field: str, message: str, line: int | None = None):
+        self.field, self.line = field, line
+        super().__init__(f"Line {line}: {message}" if line else message)
+
+
+def _environment(autoescape: bool, undefined=Undefined) -> ImmutableSandboxedEnvironment:
+    environment = ImmutableSandboxedEnvironment(
+        autoescape=autoescape, undefined=undefined, trim_blocks=True, lstrip_blocks=True, loader=None
+    )
+    environment.filters = {name: environment.filters[name] for name in FILTERS}
+    environment.tests = {name: environment.tests[name] for name in ("defined", "undefined", "none", "number", "string")}
+    environment.globals = {}
+    return environment
+
+
+_TEXT = _environment(autoescape=False)
+_HTML = _environment(autoescape=True)
+_TEXT_STRICT = _environment(autoescape=False, undefined=StrictUndefined)
+_HTML_STRICT = _environment(autoescape=True, undefined=StrictUndefined)
+
+# --- Markdown to an HTML template, once per version ------------------------------------------
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+_TAG = re.compile(r"{%.*?%}|{{.*?}}|{#.*?#}", re.DOTALL)
+_PLACEHOLDER = "JINJAPLACEHOLDER{}X"
+_STYLES = {
+    "p": "margin:0 0 16px;",
+    "h1": "margin:0 0 16px;font-size:24px;line-height:1.3;",
+    "h2": "margin:24px 0 12px;font-size:20px;line-height:1.3;",
+    "h3": "margin:20px 0 8px;font-size:17px;line-height:1.3;",
+    "ul": "margin:0 0 16px;padding-left:24px;",
+    "ol": "margin:0 0 16px;padding-left:24px;",
+    "li": "margin:0 0 6px;",
+    "a": "color:#0b5cad;text-decoration:underline;word-break:break-word;",
+    "blockquote": "margin:0 0 16px;padding:4px 12px;border-left:4px solid #d5dade;color:#50575e;",
+    "code": "font-family:Menlo,Consolas,monospace;font-size:14px;background:#f4f6f8;padding:1px 4px;",
+    "hr": "border:0;border-top:1px solid #d5dade;margin:24px 0;",
+}
+_LAYOUT = (Path(__file__).resolve().parent.parent / "templates" / "scheduler" / "email" / "layout.html").read_text()
+
+
+def markdown_to_html_template(body: str) -> str:
+    """Convert a Markdown body to HTML, keeping its Jinja2 tags intact, with inline styles.
+
+    A block tag alone on its line ({% if %}, {% for %}) becomes its own block, so what it
+    wraps (a heading, a list) appears or disappears whole.
+    """
+    tags: list[str] = []
+
+    def set_aside(match):
+        tags.append(match.group(0))
+        return _PLACEHOLDER.format(len(tags) - 1)
+
+    lines = []
+    for line in body.splitlines():
+        stripped = line.strip()
+        alone = _TAG.fullmatch(stripped) and not stripped.startswith("{{")
+        lines.append(f"\n{_TAG.sub(set_aside, stripped)}\n" if alone else _TAG.sub(set_aside, line))
+    html = _MARKDOWN.render("\n".join(lines))
+    for index, tag in enumerate(tags):
+        placeholder = _PLACEHOLDER.format(index)
+        html = html.replace(f"<p>{placeholder}</p>\n", tag).replace(placeholder, tag)
+    for tag, style in _STYLES.items():
+        html = re.sub(rf"<{tag}(?=[\s>])", f'<{tag} style="{style}"', html)
+    return html
+
+
+# --- Checking and compiling ---------------------------------------------------------------------
+
+
+def _syntax_problem(field: str, error: TemplateSyntaxError) -> TemplateProblem:
+    return TemplateProblem(field, error.message or "the template does not compile", error.lineno)
+
+
+def _check_source(field: str, source: str, environment) -> None:
+    try:
+        tree = environment.parse(source)
+    except TemplateSyntaxError as error:
+        raise _syntax_problem(field, error) from None
+    for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
+        raise TemplateProblem(field, "templates cannot include, import or extend other templates", node.lineno)
+    assigned = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}
+    for node in tree.find_all(nodes.Name):
+        if node.ctx == "load" and node.name not in TOP_LEVEL_VARIABLES | BLOCK_VARIABLES and node.name not in assigned:
+            raise TemplateProblem(field, f"“{node.name}” is not one of the variables listed beside the editor", node.lineno)
+    for node in tree.find_all(nodes.Filter):
+        if node.name not in FILTERS:
+            raise TemplateProblem(field, f"the filter “{node.name}” is not available (use: {', '.join(FILTERS)})", node.lineno)
+
+
+def _line_of(error: Exception) -> int | None:
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__) if frame.filename == "<template>"]
+    return frames[-1].lineno if frames else None
+
+
+def email_check(subject: str, body: str, sample_contexts: list[dict]) -> None:
+    """Refuse a template that would fail or misbehave at send time. Raises TemplateProblem.
+
+    Checks the subject's length and single line, that both parts compile, use only the
+    documented variables and filters and no includes, then renders them strictly against
+    sample contexts (with and without a group, with and without the week's optional parts),
+    which catches an attribute that does not exist and anything the sandbox forbids.
+    """
+    if "\n" in subject or "\r" in subject:
+        raise TemplateProblem("subject", "the subject must be a single line")
+    if len(subject) > SUBJECT_MAX_LENGTH:
+        raise TemplateProblem("subject", f"the subject is {len(subject)} characters long; at most {SUBJECT_MAX_LENGTH}")
+    if not body.strip():
+        raise TemplateProblem("body", "the email has no text")
+    _check_source("subject", subject, _TEXT_STRICT)
+    _check_source("body", body, _TEXT_STRICT)
+    html_source = markdown_to_html_template(body)
+    for field, source, environment in [("subject", subject, _TEXT_STRICT), ("body", body, _TEXT_STRICT), ("body", html_source, _HTML_STRICT)]:
+        template = environment.from_string(source)
+        for context in sample_contexts:
+            try:
+                template.render(context)
+            except (UndefinedError, SecurityError) as error:
+                line = _line_of(error) if source is not html_source else None
+                raise TemplateProblem(field, f"{error.message if hasattr(error, 'message') else error}", line) from None
+            except TemplateError as error:
+                raise TemplateProblem(field, str(error), _line_of(error)) from None
+            except Exception as error:  # a filter given the wrong thing, say: still a template problem
+                raise TemplateProblem(field, f"{type(error).__name__}: {error}", _line_of(error)) from None
+
+
+@dataclass(frozen=True)
+class CompiledEmail:
+    subject: object
+    text: object
+    html: object
+
+
+_compiled: dict[int, CompiledEmail] = {}
+_COMPILED_KEPT = 512
+
+
+def email_compile(version) -> CompiledEmail:
+    """The three compiled templates of a version (anything with pk, subject, body, body_html).
+
+    Compiled once per process and kept: a version never changes after it is saved.
+    An unsaved version (pk None, the editor's preview) is compiled afresh each time.
+    """
+    compiled = _compiled.get(version.pk) if version.pk is not None else None
+    if compiled is None:
+        compiled = CompiledEmail(
+            subject=_TEXT.from_string(version.subject),
+            text=_TEXT.from_string(version.body),
+            html=_HTML.from_string(_LAYOUT.replace("{{ BODY }}", version.body_html)),
+        )
+        if version.pk is not None:
+            if len(_compiled) >= _COMPILED_KEPT:
+                _compiled.clear()
+            _compiled[version.pk] = compiled
+    return compiled
+
+
+_LIST_JOIN = re.compile(r"</(ul|ol)>\s*<\1 [^>]*>")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+@dataclass(frozen=True)
+class RenderedParts:
+    subject: str
+    text: str
+    html: str
+
+
+def email_render_parts(compiled: CompiledEmail, context: dict) -> RenderedParts:
+    subject = " ".join(compiled.subject.render(context).split())
+    text = _BLANK_LINES.sub("\n\n", compiled.text.render(context)).strip() + "\n"
+    # A {% for %} around a list item repeats the list; consecutive lists join into one.
+    html = _LIST_JOIN.sub("", compiled.html.render(context))
+    return RenderedParts(subject=subject, text=text, html=html)
+
+
+def bare_render(compiled: CompiledEmail) -> str:
+    """The same body rendered with no learner data: the benchmark's baseline."""
+    return compiled.html.render({})
