@@ -51,19 +51,6 @@ class EmailTemplateForm(forms.ModelForm):
         return cleaned
 
 
-class EmailTemplateVersionInline(admin.TabularInline):
-    model = EmailTemplateVersion
-    extra = 0
-    fields = ["number", "subject", "created_by", "created_at", "restored_from"]
-    readonly_fields = fields
-    can_delete = False
-    ordering = ["-number"]
-    template = "admin/scheduler/emailtemplate/versions_inline.html"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(EmailTemplate)
 class EmailTemplateAdmin(admin.ModelAdmin):
     form = EmailTemplateForm
@@ -71,7 +58,6 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     list_filter = ["course", "kind", "cohort"]
     list_select_related = ["course", "cohort", "current_version"]
     fields = ["course", "cohort", "kind", "week_number", "subject", "body"]
-    inlines = [EmailTemplateVersionInline]
     change_form_template = "admin/scheduler/emailtemplate/change_form.html"
 
     @admin.display(description="subject")
@@ -93,6 +79,8 @@ class EmailTemplateAdmin(admin.ModelAdmin):
                 "filters": FILTERS,
                 "preview_url": reverse("admin:scheduler_emailtemplate_preview"),
                 "preview_cohorts": Cohort.objects.filter(course=course).order_by("-start_date") if course else Cohort.objects.none(),
+                # Read-only history, newest first: versions are never edited, only added.
+                "versions": obj.versions.select_related("created_by").order_by("-number") if obj else [],
             }
         )
         return super().render_change_form(request, context, add, change, form_url, obj)

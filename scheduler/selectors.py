@@ -133,3 +133,14 @@ def preview_context(course, cohort, kind: str, week_number: int) -> tuple[dict, 
         group=enrollment.group, members=members, moved_from=enrollment.group_moved_from, links=learner_links(learner),
     )
     return context, f"{learner.first_name or learner.email} ({learner.timezone}), a learner of {cohort.name}"
+
+
+def email_template_for(cohort, kind: str, week_number: int = 0):
+    """The template in force for a cohort's email: the cohort's own override, else its course's."""
+    from scheduler.models import EmailTemplate
+
+    templates = EmailTemplate.objects.filter(kind=kind, week_number=week_number, current_version__isnull=False)
+    return (
+        templates.filter(cohort=cohort).select_related("current_version").first()
+        or templates.filter(course_id=cohort.course_id, cohort=None).select_related("current_version").first()
+    )

@@ -193,7 +193,7 @@ class CompiledEmail:
     html: object
 
 
-_compiled: dict[int, CompiledEmail] = {}
+_compiled: dict[tuple, CompiledEmail] = {}
 _COMPILED_KEPT = 512
 
 
@@ -203,7 +203,9 @@ def email_compile(version) -> CompiledEmail:
     Compiled once per process and kept: a version never changes after it is saved.
     An unsaved version (pk None, the editor's preview) is compiled afresh each time.
     """
-    compiled = _compiled.get(version.pk) if version.pk is not None else None
+    # Keyed by id and creation time: an id alone may come back after a database is reset.
+    key = (version.pk, getattr(version, "created_at", None))
+    compiled = _compiled.get(key) if version.pk is not None else None
     if compiled is None:
         compiled = CompiledEmail(
             subject=_TEXT.from_string(version.subject),
@@ -213,7 +215,7 @@ def email_compile(version) -> CompiledEmail:
         if version.pk is not None:
             if len(_compiled) >= _COMPILED_KEPT:
                 _compiled.clear()
-            _compiled[version.pk] = compiled
+            _compiled[key] = compiled
     return compiled
 
 

@@ -1,0 +1,142 @@
+"""Staff edit emails in the real admin: the editor, live preview, test send, history, diff, restore."""
+
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.urls import reverse
+
+from cohorts.models import Cohort, Course
+from scheduler.models import EmailKind, EmailTemplate
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def week_one(db):
+    call_command("load_demo", stdout=StringIO())
+    return EmailTemplate.objects.get(cohort=None, kind=EmailKind.WEEK, week_number=1)
+
+
+def change_data(template, subject, body):
+    return {
+        "course": template.course_id, "cohort": "", "kind": template.kind, "week_number": template.week_number,
+        "subject": subject, "body": body,
+    }
+
+
+def test_the_editor_lists_the_variables_and_the_history(admin_client, week_one):
+    page = admin_client.get(reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])).content.decode()
+
+    assert "Variables you can use" in page and "{{ week.lecture.title, week.lecture.url }}" in page
+    assert "History: every saved version" in page and "(in force)" in page
+    assert "We begin: week 1 of {{ course.title }}" in page
+    assert admin_client.get(reverse("admin:scheduler_emailtemplate_changelist")).status_code == 200
+
+
+def test_saving_keeps_the_previous_version_with_who_and_when(admin_client, admin_user, week_one):
+    url = reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])
+
+    response = admin_client.post(url, change_data(week_one, "Week 1 starts, {{ learner.first_name }}", "New words.\n"))
+
+    assert response.status_code == 302
+    week_one.refresh_from_db()
+    assert week_one.current_version.number == 2 and week_one.current_version.created_by == admin_user
+    assert week_one.versions.get(number=1).subject == "We begin: week 1 of {{ course.title }}"
+    # Saving again without changing the words adds no version.
+    admin_client.post(url, change_data(week_one, "Week 1 starts, {{ learner.first_name }}", "New words.\n"))
+    assert week_one.versions.count() == 2
+
+
+def test_a_broken_template_is_refused_at_its_field_with_its_line(admin_client, week_one):
+    url = reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])
+
+    response = admin_client.post(url, change_data(week_one, "Fine", "Hello\n\n{% if group %}\nNo end\n"))
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "Line 4: Unexpected end of template" in errors["body"][0]
+    week_one.refresh_from_db()
+    assert week_one.versions.count() == 1
+
+
+def test_a_week_outside_the_course_is_refused(admin_client, week_one):
+    data = change_data(week_one, "Hi", "Body\n") | {"week_number": 9}
+    response = admin_client.post(reverse("admin:scheduler_emailtemplate_add"), data)
+    assert "A weekly email needs a week between 1 and 8." in response.context["adminform"].form.errors["week_number"][0]
+
+
+def test_the_preview_renders_what_is_typed_without_saving(admin_client, week_one):
+    cohort = Cohort.objects.get(slug="gentle-python-round-2")
+    response = admin_client.post(
+        reverse("admin:scheduler_emailtemplate_preview"),
+        {"course": week_one.course_id, "kind": "week", "week_number": 1, "preview_cohort": cohort.pk,
+         "subject": "Preview for {{ learner.first_name }}", "body": "## {{ week.title }}\n"},
+    )
+
+    data = response.json()
+    assert data["subject"] == "Preview for Ada"  # the cohort is empty: a made-up learner
+    assert "First programs, values and variables</h2>" in data["html"]
+    assert data["text"].startswith("## First programs")
+    assert "made-up learner" in data["who"]
+    assert week_one.versions.count() == 1
+
+    broken = admin_client.post(
+        reverse("admin:scheduler_emailtemplate_preview"),
+        {"course": week_one.course_id, "kind": "week", "week_number": 1, "subject": "x", "body": "{{ oops }"},
+    ).json()
+    assert broken["error"].startswith("Body: Line 1:")
+
+
+def test_the_preview_is_for_staff_only(client, week_one):
+    response = client.post(reverse("admin:scheduler_emailtemplate_preview"), {"course": week_one.course_id})
+    assert response.status_code == 302  # to the login page
+
+
+def test_a_test_send_goes_to_the_staff_members_own_address(admin_client, admin_user, week_one):
+    response = admin_client.post(reverse("admin:scheduler_emailtemplate_test_send", args=[week_one.pk]), follow=True)
+
+    [message] = mail.outbox
+    assert message.to == [admin_user.email]
+    assert message.subject == "[Test] We begin: week 1 of A Gentle Introduction to Python"
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    html = message.alternatives[0][0]
+    assert "First programs, values and variables" in html
+    assert f"to {admin_user.email}" in response.content.decode()
+
+
+def test_diff_and_restore(admin_client, week_one):
+    url = reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])
+    admin_client.post(url, change_data(week_one, "New subject", "Completely new body.\n"))
+
+    diff = admin_client.get(reverse("admin:scheduler_emailtemplate_diff", args=[week_one.pk, 2])).content.decode()
+    assert "+Subject: New subject" in diff and "-Subject: We begin: week 1 of {{ course.title }}" in diff
+    assert "+Completely new body." in diff
+
+    admin_client.post(reverse("admin:scheduler_emailtemplate_restore", args=[week_one.pk, 1]))
+
+    week_one.refresh_from_db()
+    assert week_one.current_version.number == 3
+    assert week_one.current_version.restored_from == 1
+    assert week_one.current_version.subject == "We begin: week 1 of {{ course.title }}"
+
+
+def test_a_cohort_can_override_a_week(admin_client, week_one):
+    cohort = Cohort.objects.get(slug="gentle-python-round-2")
+    data = change_data(week_one, "Round 2 special", "Special words.\n") | {"cohort": cohort.pk}
+    response = admin_client.post(reverse("admin:scheduler_emailtemplate_add"), data)
+    assert response.status_code == 302
+    override = EmailTemplate.objects.get(cohort=cohort)
+    assert override.current_version.subject == "Round 2 special"
+
+    again = admin_client.post(reverse("admin:scheduler_emailtemplate_add"), data)
+    assert "already overrides this email" in again.content.decode()
+
+
+def test_a_cohort_of_another_course_is_refused(admin_client, week_one):
+    other = Course.objects.create(title="Other", slug="other", week_count=4)
+    cohort = Cohort.objects.get(slug="gentle-python-round-2")
+    data = change_data(week_one, "Hi", "Body\n") | {"course": other.pk, "cohort": cohort.pk, "week_number": 2}
+    response = admin_client.post(reverse("admin:scheduler_emailtemplate_add"), data)
+    assert "This cohort runs another course." in response.context["adminform"].form.errors["cohort"][0]

@@ -1,0 +1,53 @@
+"""Staff edit a week's email in the real admin, in a real browser: live preview, save, test send."""
+
+import email
+import email.policy
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from scheduler.models import EmailKind, EmailTemplate
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_edit_preview_save_and_test_send(browser, live_server, settings, tmp_path, django_user_model):
+    settings.EMAIL_BACKEND = "scheduler.outbox.OutboxEmailBackend"
+    settings.EMAIL_OUTBOX_DIR = tmp_path / "outbox"
+    call_command("load_demo", stdout=StringIO())
+    django_user_model.objects.create_superuser("staff", "staff@example.org", "a-long-test-password")
+    template = EmailTemplate.objects.get(cohort=None, kind=EmailKind.WEEK, week_number=3)
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    try:
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/scheduler/emailtemplate/{template.pk}/change/")
+        page.get_by_label("Username").fill("staff")
+        page.get_by_label("Password").fill("a-long-test-password")
+        page.get_by_role("button", name="Log in").click()
+
+        preview = page.frame_locator("#preview-html")
+        page.locator("#preview-subject").get_by_text("Week 3: the Mechanical MOOC is recalculating your route").wait_for()
+        preview.get_by_text("This week you write your own functions", exact=False).wait_for()
+        page.locator("#id_subject").fill("Week {{ week.number }}: functions, {{ learner.first_name }}!")
+        body = page.locator("#id_body")
+        body.fill("## Hello {{ learner.first_name }}\n\nThis week: **{{ week.title }}**.\n")
+        page.locator("#preview-subject").get_by_text("Week 3: functions, Ada!").wait_for()
+        preview.get_by_role("heading", name="Hello Ada").wait_for()
+
+        page.get_by_role("button", name="Save and continue editing").click()
+        page.get_by_text("was changed successfully").wait_for()
+        template.refresh_from_db()
+        assert template.current_version.number == 2
+
+        page.get_by_role("button", name="Send the saved version to me").click()
+        page.get_by_text("to staff@example.org").wait_for()
+    finally:
+        context.close()
+
+    [path] = (tmp_path / "outbox").glob("*.eml")
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    assert message["To"] == "staff@example.org"
+    assert message["Subject"] == "[Test] Week 3: functions, Ada!"
+    assert "Writing functions (and debugging)" in message.get_body(preferencelist=("plain",)).get_content()

@@ -1,0 +1,261 @@
+"""Staff-written emails: rendering every variable, escaping, the sandbox, validation, history, defaults."""
+
+import re
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from cohorts.models import Cohort, Course, Week
+from scheduler import templating
+from scheduler.models import EmailKind, EmailTemplate
+from scheduler.selectors import email_context, preview_context, sample_contexts, week_context
+from scheduler.services import email_render, template_restore, template_version_save
+from scheduler.templating import TemplateProblem, email_check
+from signups.tests.factories import EnrollmentFactory
+
+pytestmark = pytest.mark.django_db
+
+EVERY_VARIABLE = """\
+Hi {{ learner.first_name }} ({{ learner.timezone }}), {{ course.title }} has {{ course.week_count }} weeks.
+{{ cohort.name }} started {{ cohort.start_date }}.
+Week {{ week.number }}: {{ week.title }}{% if week.is_last %} (the last){% endif %}.
+{% if week.lecture %}Lecture: [{{ week.lecture.title }}]({{ week.lecture.url }}){% endif %}
+{% for link in week.readings %}
+- Read [{{ link.title }}]({{ link.url }})
+{% endfor %}
+{% for link in week.exercises %}
+- Practise [{{ link.title }}]({{ link.url }})
+{% endfor %}
+{% if week.project %}Project: [{{ week.project.title }}]({{ week.project.url }}){% endif %}{% if week.discussion %}; talk at [{{ week.discussion.title }}]({{ week.discussion.url }}).{% endif %}
+{% if group %}
+Group {{ group.name }} at {{ group.discussion_url }}{{ group.email }}, moved from {{ group.moved_from|default("nowhere") }}:
+{% for member in group.members %}
+- {{ member.first_name|upper }} in {{ member.timezone }}
+{% endfor %}
+{% endif %}
+[manage]({{ links.manage }}) [switch]({{ links.switch }}) [stop]({{ links.unsubscribe }}) [site]({{ links.site }})
+"""
+
+
+@pytest.fixture
+def demo():
+    call_command("load_demo", stdout=StringIO())
+    return Course.objects.get(slug="gentle-python")
+
+
+def week_template(course, number):
+    return EmailTemplate.objects.get(course=course, cohort=None, kind=EmailKind.WEEK, week_number=number)
+
+
+def render(version, context):
+    return email_render(version, context, "test/week/1")
+
+
+def test_every_documented_variable_renders(demo):
+    template = week_template(demo, 1)
+    version = template_version_save(template, "Week {{ week.number }} for {{ learner.first_name }}", EVERY_VARIABLE)
+    context = sample_contexts()[0]
+
+    email = render(version, context)
+
+    assert email.subject == "Week 3 for Ada"
+    for expected in ["Hi Ada (Europe/London), A Course has 8 weeks.", "Round 1 started Monday 30 November 2026.",
+                     "Week 3: A week.", "Group Group 1 at https://example.org/g1, moved from Group 9:",
+                     "GRACE in America/New_York", "[switch](https://example.org/me/x/#switch)"]:
+        assert expected in email.text, expected
+    assert '<a style="color:#0b5cad;text-decoration:underline;word-break:break-word;" href="https://example.org/">A link</a>' in email.html
+    assert "GRACE in America/New_York" in email.html
+
+
+def test_every_email_carries_the_unsubscribe_and_tracking_headers(demo):
+    email = render(week_template(demo, 2).current_version, sample_contexts()[0])
+    assert email.headers == {
+        "List-Unsubscribe": "<https://example.org/u/x/>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "X-MOOC-Message": "test/week/1",
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["<script>alert('x')</script>", "Ada 👩🏽‍💻 Lovelace", "שלום עליכם", "A" * 300, "**not bold** [not a link](http://evil.example)"],
+)
+def test_a_learners_own_text_is_escaped_and_renders_sensibly(demo, name):
+    context = sample_contexts()[0]
+    context["learner"]["first_name"] = name
+
+    email = render(week_template(demo, 1).current_version, context)
+
+    assert "<script>" not in email.html
+    assert "evil.example\"" not in email.html and 'href="http://evil.example' not in email.html
+    from markupsafe import escape
+
+    assert str(escape(name)) in email.html
+    assert name in email.text  # the text part is plain text: shown as typed
+    assert email.html.count("<table") == email.html.count("</table>")
+
+
+def test_sections_of_a_week_without_them_disappear_cleanly(demo):
+    week = Week.objects.get(course=demo, number=8)  # no lecture, no reading
+    week.exercises = []
+    week.project_url = week.project_title = ""
+    context = sample_contexts()[1] | {"week": week_context(week, 8)}
+
+    email = render(week_template(demo, 8).current_version, context)
+
+    for heading in ["Watch", "Read", "Practise", "Build"]:
+        assert f">{heading}</h2>" not in email.html
+        assert f"## {heading}" not in email.text
+    assert "<ul" not in email.html and "<li" not in email.html
+    assert re.search(r"<h2[^>]*>\s*</h2>|<p[^>]*>\s*</p>", email.html) is None  # no empty heading or paragraph
+    assert "Your own pace" in email.text and "the last week of the course" in email.text
+
+
+def test_a_week_with_everything_shows_every_section(demo):
+    week = Week.objects.get(course=demo, number=1)
+    context = sample_contexts()[0] | {"week": week_context(week, 8)}
+
+    email = render(week_template(demo, 1).current_version, context)
+
+    for heading in ["Watch", "Read", "Practise", "Build", "Talk it over", "Your own pace"]:
+        assert f">{heading}</h2>" in email.html
+    assert email.html.count("<ul") == 2  # the readings in one list, the exercises in another
+    assert week.readings[2]["url"] in email.html and week.project["url"] in email.text
+    assert "Grace (America/New_York)" in email.text
+
+
+def test_the_defaults_for_all_eight_weeks_render_for_a_real_learner(demo):
+    cohort = Cohort.objects.get(slug="gentle-python-round-1")
+    EnrollmentFactory(cohort=cohort, learner__first_name="Hedy", learner__timezone="Europe/Vienna")
+    for number in range(1, 9):
+        context, who = preview_context(demo, cohort, EmailKind.WEEK, number)
+        email = render(week_template(demo, number).current_version, context)
+        assert "Hedy" in email.text and "Hedy" in who
+        assert email.subject.startswith(("We begin", f"Week {number}"))
+        assert Week.objects.get(course=demo, number=number).title.replace("'", "&#39;") in email.html
+        assert "/me/" in email.headers["List-Unsubscribe"] or "/unsubscribe/" in email.headers["List-Unsubscribe"]
+    for kind in (EmailKind.WELCOME, EmailKind.GROUP_INTRO, EmailKind.COURSE_END):
+        template = EmailTemplate.objects.get(course=demo, cohort=None, kind=kind)
+        context, _ = preview_context(demo, cohort, kind, 0)
+        assert "Hedy" in render(template.current_version, context).text
+
+
+# --- The sandbox and the checks --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("{{ settings.SECRET_KEY }}", "“settings” is not one of the variables"),
+        ("{{ learner.__class__ }}", "unsafe"),
+        ("{{ learner.first_name.__class__.__mro__ }}", "unsafe"),
+        ("{{ week.readings.append(1) }}", "unsafe"),
+        ("{{ course.objects }}", "has no attribute 'objects'"),
+        ("{% include 'base.html' %}", "cannot include, import or extend"),
+        ("{% extends 'base.html' %}", "cannot include, import or extend"),
+        ("{{ learner|attr('first_name') }}", "the filter “attr” is not available"),
+        ("{{ range(10) }}", "“range” is not one of the variables"),
+        ("{{ lipsum() }}", "“lipsum” is not one of the variables"),
+    ],
+)
+def test_the_sandbox_refuses_what_is_not_documented(body, message):
+    with pytest.raises(TemplateProblem) as refusal:
+        email_check("Subject", f"Hello\n\n{body}\n", sample_contexts())
+    assert message in str(refusal.value)
+
+
+@pytest.mark.parametrize(
+    "subject, body, field, message",
+    [
+        ("Hi", "One\nTwo\n{% iff x %}\n", "body", "Line 3: Encountered unknown tag 'iff'"),
+        ("Hi", "One\n{% if group %}\nTwo\n", "body", "Line 3: Unexpected end of template"),
+        ("Hi", "One\nTwo\n{{ week.number }\n", "body", "Line 3:"),
+        ("Hi", "One\n\n\n{{ nonsense }}\n", "body", "Line 4: “nonsense” is not one of the variables"),
+        ("Hi", "One\n{% if group %}\n{{ group.nickname }}\n{% endif %}\n", "body", "Line 3: 'dict object' has no attribute 'nickname'"),
+        ("A" * 201, "Body", "subject", "the subject is 201 characters long; at most 200"),
+        ("Two\nlines", "Body", "subject", "the subject must be a single line"),
+        ("{{ learner.first_name", "Body", "subject", "Line 1:"),
+        ("Hi", "   \n", "body", "the email has no text"),
+    ],
+)
+def test_a_template_that_would_fail_is_refused_with_its_line(subject, body, field, message):
+    with pytest.raises(TemplateProblem) as refusal:
+        email_check(subject, body, sample_contexts())
+    assert refusal.value.field == field
+    assert message in str(refusal.value), str(refusal.value)
+
+
+def test_a_refused_save_keeps_the_last_good_version_in_force(demo):
+    template = week_template(demo, 3)
+    good = template.current_version
+
+    with pytest.raises(TemplateProblem):
+        template_version_save(template, "Broken", "{% for x in %}")
+
+    template.refresh_from_db()
+    assert template.current_version == good
+    assert template.versions.count() == 1
+
+
+def test_history_and_restore(demo, admin_user):
+    template = week_template(demo, 4)
+    original = template.current_version
+    edited = template_version_save(template, "Week 4: new words", "New body for {{ learner.first_name }}\n", user=admin_user)
+
+    restored = template_restore(original, user=admin_user)
+
+    template.refresh_from_db()
+    assert [version.number for version in template.versions.order_by("number")] == [1, 2, 3]
+    assert template.current_version == restored
+    assert (restored.subject, restored.body, restored.restored_from) == (original.subject, original.body, 1)
+    assert edited.created_by == admin_user
+
+
+def test_each_version_compiles_once_for_every_learner(demo, monkeypatch):
+    template = week_template(demo, 5)
+    compiled = []
+    real_from_string = templating._HTML.from_string
+    monkeypatch.setattr(templating._HTML, "from_string", lambda source: compiled.append(1) or real_from_string(source))
+    monkeypatch.setattr(templating, "_compiled", {})
+
+    for name in ["Ada", "Grace", "Alan", "Katherine"]:
+        context = sample_contexts()[0]
+        context["learner"]["first_name"] = name
+        assert name in render(template.current_version, context).html
+
+    assert len(compiled) == 1
+
+
+def test_context_holds_plain_data_only(demo):
+    context, _ = preview_context(demo, None, EmailKind.WEEK, 1)
+
+    def plain(value):
+        if isinstance(value, dict):
+            return all(isinstance(key, str) and plain(item) for key, item in value.items())
+        if isinstance(value, list):
+            return all(plain(item) for item in value)
+        return value is None or isinstance(value, (str, int, bool))
+
+    assert plain(context)
+    assert set(context) == templating.TOP_LEVEL_VARIABLES
+
+
+def test_email_context_falls_back_to_a_friendly_greeting():
+    context = email_context(
+        first_name="", timezone_name="UTC", course=Course(title="C", week_count=8), cohort=None, week=None,
+        group=None, members=[], moved_from="", links={},
+    )
+    assert context["learner"]["first_name"] == "there"
+
+
+def test_a_cohorts_override_wins_over_the_course_template(demo):
+    from scheduler.selectors import email_template_for
+
+    round_1, round_2 = Cohort.objects.get(slug="gentle-python-round-1"), Cohort.objects.get(slug="gentle-python-round-2")
+    override = EmailTemplate.objects.create(course=demo, cohort=round_2, kind=EmailKind.WEEK, week_number=2)
+    template_version_save(override, "Round 2's own week 2", "Words.\n")
+
+    assert email_template_for(round_2, EmailKind.WEEK, 2) == override
+    assert email_template_for(round_1, EmailKind.WEEK, 2) == week_template(demo, 2)
+    assert email_template_for(round_2, EmailKind.WEEK, 3) == week_template(demo, 3)
