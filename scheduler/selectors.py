@@ -144,3 +144,26 @@ def email_template_for(cohort, kind: str, week_number: int = 0):
         templates.filter(cohort=cohort).select_related("current_version").first()
         or templates.filter(course_id=cohort.course_id, cohort=None).select_related("current_version").first()
     )
+
+
+def email_contexts(cohort, week: dict | None, enrollments) -> dict[int, dict]:
+    """The template context of each enrollment's email, for many learners at once.
+
+    `enrollments` come with their learner and group loaded (select_related); the members
+    of all their groups are read in one query, so a chunk of any size costs the same queries.
+    """
+    from signups.selectors import group_members
+    from signups.services import learner_links
+
+    enrollments = list(enrollments)
+    members = group_members({enrollment.group_id for enrollment in enrollments if enrollment.group_id})
+    contexts = {}
+    for enrollment in enrollments:
+        learner = enrollment.learner
+        others = [m for m in members.get(enrollment.group_id, ()) if m["enrollment"] != enrollment.pk]
+        contexts[enrollment.pk] = email_context(
+            first_name=learner.first_name, timezone_name=learner.timezone, course=cohort.course, cohort=cohort,
+            week=week, group=enrollment.group, members=others, moved_from=enrollment.group_moved_from,
+            links=learner_links(learner),
+        )
+    return contexts

@@ -259,3 +259,31 @@ def test_a_cohorts_override_wins_over_the_course_template(demo):
     assert email_template_for(round_2, EmailKind.WEEK, 2) == override
     assert email_template_for(round_1, EmailKind.WEEK, 2) == week_template(demo, 2)
     assert email_template_for(round_2, EmailKind.WEEK, 3) == week_template(demo, 3)
+
+
+def test_contexts_for_many_learners_cost_a_fixed_number_of_queries(demo):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from scheduler.selectors import email_contexts
+    from signups.groups import cohort_groups_form
+    from signups.models import Enrollment
+
+    cohort = Cohort.objects.select_related("course").get(slug="gentle-python-round-2")
+    EnrollmentFactory.create_batch(30, cohort=cohort, learner__timezone="Europe/Lisbon")
+    cohort_groups_form(cohort)
+    week = week_context(Week.objects.get(course=demo, number=1), 8)
+
+    def contexts(count):
+        enrollments = Enrollment.objects.filter(cohort=cohort).select_related("learner", "group").order_by("pk")[:count]
+        with CaptureQueriesContext(connection) as queries:
+            result = email_contexts(cohort, week, enrollments)
+        return result, len(queries)
+
+    few, few_queries = contexts(5)
+    many, many_queries = contexts(30)
+
+    assert few_queries == many_queries == 2  # the enrollments, then every group's members
+    enrollment_id, sample = next(iter(many.items()))
+    group_size = Enrollment.objects.filter(group=Enrollment.objects.get(pk=enrollment_id).group).count()
+    assert len(sample["group"]["members"]) == group_size - 1  # the others, not the learner themselves
