@@ -33,7 +33,7 @@ def main() -> None:
         from cohorts.selectors import course_week
         from scheduler.models import EmailKind
         from scheduler.selectors import email_contexts, email_template_for, week_context
-        from scheduler.services import email_message_id, email_render
+        from scheduler.services import delivery_header, email_render
         from scheduler.templating import email_compile, email_render_parts
         from signups.groups import cohort_groups_form
         from signups.models import Enrollment, Learner
@@ -64,7 +64,7 @@ def main() -> None:
             context_seconds = time.perf_counter() - started
         render_started = time.perf_counter()
         emails = [
-            email_render(version, contexts[enrollment.pk], email_message_id(cohort.slug, EmailKind.WEEK, 1, str(enrollment.learner.public_id)))
+            email_render(version, contexts[enrollment.pk], delivery_header(EmailKind.WEEK, cohort.slug, 1, enrollment.pk))
             for enrollment in enrollments
         ]
         render_seconds = time.perf_counter() - render_started

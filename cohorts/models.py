@@ -146,6 +146,9 @@ class Cohort(models.Model):
         help_text="A web address with {group} in it, replaced by each group's slug, "
         "e.g. https://forum.example.org/c/{group}. Empty: the week's own discussion link.",
     )
+    sending_paused = models.BooleanField(
+        default=False, help_text="Stop this cohort's emails until unticked; what fell due meanwhile is sent then, or skipped once too old."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

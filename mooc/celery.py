@@ -22,6 +22,12 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # The teacher: put every email that fell due in the ledger and queue it for the workers.
+    "deliveries-dispatch": {
+        "task": "scheduler.tasks.deliveries_dispatch_due",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # Each cohort's groups are formed on its formation date (default: the day before it starts).
     "groups-form-due": {
         "task": "signups.tasks.groups_form_due",

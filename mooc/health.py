@@ -1,8 +1,9 @@
 """/healthz: is this site able to work? For load balancers, uptime checks and operators.
 
 The database and the broker are critical: when either is down the answer is HTTP 503.
-The worker heartbeat is reported too, but a stale one does not fail the check: the web
-pages still work without workers, and taking the site out of rotation would not help.
+The worker heartbeat and the overdue emails (due over an hour ago, not sent) are reported
+too, but do not fail the check: the web pages still work without workers, and taking the
+site out of rotation would not help. They are for the monitoring that pages a person.
 """
 
 import logging
@@ -13,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
 from mooc.celery import app as celery_app
+from scheduler.delivery import deliveries_overdue
 from scheduler.selectors import heartbeat_status
 
 logger = logging.getLogger(__name__)
@@ -46,7 +48,13 @@ def broker_status() -> dict:
 def healthz(request):
     database = database_status()
     broker = broker_status()
-    worker = heartbeat_status(now=timezone.now()) if database["ok"] else {"ok": False, "error": "database down"}
+    now = timezone.now()
+    if database["ok"]:
+        worker = heartbeat_status(now=now)
+        overdue = deliveries_overdue(now)
+        deliveries = {"ok": overdue == 0, "overdue": overdue}
+    else:
+        worker = deliveries = {"ok": False, "error": "database down"}
     healthy = database["ok"] and broker["ok"]
-    body = {"status": "ok" if healthy else "down", "database": database, "broker": broker, "worker": worker}
+    body = {"status": "ok" if healthy else "down", "database": database, "broker": broker, "worker": worker, "deliveries": deliveries}
     return JsonResponse(body, status=200 if healthy else 503)

@@ -5,6 +5,7 @@ machine (SQLite, an embedded broker, emails to a local outbox, all under `var/`)
 production sets DEBUG off and must then name SECRET_KEY and SITE_URL itself.
 """
 
+import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -182,6 +183,15 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
     }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TASK_ROUTES = {"scheduler.tasks.deliveries_send_chunk": {"queue": env.str("DELIVERY_QUEUE", default="mail")}}
+
+# --- Sending the course's emails (scheduler/delivery.py) ---------------------------------------
+DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
+DELIVERY_CHUNK_SIZE = env.int("DELIVERY_CHUNK_SIZE", default=200, minimum=1)
+DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=6, minimum=1)
+DELIVERY_CATCH_UP_LIMIT = datetime.timedelta(hours=env.int("DELIVERY_CATCH_UP_HOURS", default=72, minimum=1))
+DELIVERY_SENDING_TIMEOUT = datetime.timedelta(minutes=env.int("DELIVERY_SENDING_TIMEOUT_MINUTES", default=15, minimum=1))
+EMAIL_SEND_RATE_PER_SECOND = env.int("EMAIL_SEND_RATE_PER_SECOND", default=50)
 # How long the worker may go without a heartbeat before /healthz calls it stale.
 WORKER_HEARTBEAT_STALE_AFTER = env.int("WORKER_HEARTBEAT_STALE_AFTER", default=5 * 60, minimum=60)
 

@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from cohorts.models import Cohort, Course
 from scheduler.models import EmailKind, EmailTemplate, EmailTemplateVersion
 from scheduler.selectors import preview_context, sample_contexts
-from scheduler.services import email_message_id, email_render, email_test_send, template_restore, template_version_save
+from scheduler.services import delivery_header, email_render, email_test_send, template_restore, template_version_save
 from scheduler.templating import FILTERS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
 
 
@@ -115,7 +115,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             return JsonResponse({"error": f"{problem.field.capitalize()}: {problem}"})
         context, who = preview_context(course, cohort, kind, week_number)
         unsaved = SimpleNamespace(pk=None, subject=subject, body=body, body_html=markdown_to_html_template(body))
-        rendered = email_render(unsaved, context, email_message_id(cohort.slug if cohort else None, kind, week_number, "preview"))
+        rendered = email_render(unsaved, context, delivery_header(kind, cohort.slug if cohort else None, week_number, "preview"))
         return JsonResponse({"subject": rendered.subject, "html": rendered.html, "text": rendered.text, "who": who})
 
     def test_send_view(self, request, pk):

@@ -41,7 +41,7 @@ class EmailTemplate(models.Model):
     kind = models.CharField(max_length=20, choices=EmailKind.choices, default=EmailKind.WEEK)
     week_number = models.PositiveSmallIntegerField(default=0, help_text="For weekly emails: the week (1, 2, ...). 0 otherwise.")
     current_version = models.ForeignKey(
-        "EmailTemplateVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        "EmailTemplateVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -92,3 +92,55 @@ class EmailTemplateVersion(models.Model):
 
     def __str__(self):
         return f"{self.template} v{self.number}"
+
+
+class Delivery(models.Model):
+    """The delivery ledger: one row per (learner, cohort, email kind, week), unique in the database.
+
+    It is the single source of truth for what was sent. The unique constraint, not luck, is
+    what prevents a second send: a row is created once, and only the one process that flips
+    it from PENDING to SENDING may call the provider for it. See scheduler/delivery.py.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    learner = models.ForeignKey("signups.Learner", on_delete=models.CASCADE, related_name="deliveries")
+    cohort = models.ForeignKey("cohorts.Cohort", on_delete=models.CASCADE, related_name="deliveries")
+    kind = models.CharField(max_length=20, choices=EmailKind.choices)
+    week_number = models.PositiveSmallIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    due_at = models.DateTimeField(help_text="When the email became due for this learner.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="A pending row waits until then (retry backoff).")
+    queued_at = models.DateTimeField(null=True, blank=True, help_text="When a send task was last queued for it.")
+    claim = models.UUIDField(null=True, blank=True, help_text="The send pass that holds the row while SENDING.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    provider_call_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set just before the provider is called: after a crash, the call may have gone out."
+    )
+    sent_at = models.DateTimeField(null=True, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it was skipped, or the last error.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["due_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["learner", "cohort", "kind", "week_number"], name="delivery_once_per_learner_email"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_next"),
+            models.Index(fields=["cohort", "kind", "week_number", "status"], name="delivery_cohort_week_status"),
+            models.Index(fields=["provider_message_id"], name="delivery_provider_id"),
+        ]
+
+    def __str__(self):
+        what = f"week {self.week_number}" if self.kind == EmailKind.WEEK else self.kind
+        return f"{what} to learner {self.learner_id} ({self.status})"

@@ -57,28 +57,28 @@ def template_restore(version: EmailTemplateVersion, user=None) -> EmailTemplateV
     return template_version_save(version.template, version.subject, version.body, user=user, restored_from=version.number)
 
 
-def email_render(version, context: dict, message_id: str) -> RenderedEmail:
+def email_render(version, context: dict, delivery: str) -> RenderedEmail:
     """Subject, text, HTML and headers of one email: the service preview, test send and the
     scheduler all use. The version is compiled once per process and reused for every learner.
 
-    `message_id` names learner, cohort and email (e.g. "gentle-python-round-2/week-3/<learner>");
-    it goes in the X-MOOC-Message header for tracking.
+    `delivery` identifies the email for support staff and tracking (see delivery_header):
+    it goes in the X-Mooc-Delivery header.
     """
     parts = email_render_parts(email_compile(version), context)
-    headers = {**list_unsubscribe_headers(context["links"]["unsubscribe"]), "X-MOOC-Message": message_id}
+    headers = {**list_unsubscribe_headers(context["links"]["unsubscribe"]), "X-Mooc-Delivery": delivery}
     return RenderedEmail(subject=parts.subject, text=parts.text, html=parts.html, headers=headers)
 
 
-def email_message_id(cohort_slug: str | None, kind: str, week_number: int, learner_key: str) -> str:
-    what = f"week-{week_number}" if kind == EmailKind.WEEK else kind
-    return f"{cohort_slug or 'no-cohort'}/{what}/{learner_key}"
+def delivery_header(kind: str, cohort_slug: str | None, week_number: int, delivery_id) -> str:
+    """The X-Mooc-Delivery header: `<kind>; cohort=<slug>; week=<n>; id=<ledger id>`."""
+    return f"{kind}; cohort={cohort_slug or '-'}; week={week_number}; id={delivery_id}"
 
 
 def email_test_send(template: EmailTemplate, cohort, to_email: str) -> RenderedEmail:
     """Send a template's version in force, as a sample learner of `cohort` would get it, to a staff address."""
     context, _ = preview_context(template.course, cohort, template.kind, template.week_number)
     rendered = email_render(
-        template.current_version, context, email_message_id(cohort.slug if cohort else None, template.kind, template.week_number, "test")
+        template.current_version, context, delivery_header(template.kind, cohort.slug if cohort else None, template.week_number, "test")
     )
     message = EmailMultiAlternatives(
         subject=f"[Test] {rendered.subject}", body=rendered.text, to=[to_email], headers=rendered.headers

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from cohorts.grouping import (
     Candidate,
@@ -68,7 +69,7 @@ def _members_by_group(cohort: Cohort) -> dict[int, list[Candidate]]:
     return members
 
 
-def _assign(enrollment_ids_by_group: dict[int, list[int]]) -> None:
+def _assign(enrollment_ids_by_group: dict[int, list[int]], now: datetime.datetime) -> None:
     """Write memberships in bulk: a few statements for the whole cohort, never one per learner.
 
     PostgreSQL and SQLite join the enrollments to the (id, group) pairs sent as one
@@ -81,20 +82,20 @@ def _assign(enrollment_ids_by_group: dict[int, list[int]]) -> None:
             batch = pairs[start : start + ASSIGN_BATCH]
             if connection.vendor == "postgresql":
                 cursor.execute(
-                    f"UPDATE {table} AS e SET group_id = pair.group_id"
+                    f"UPDATE {table} AS e SET group_id = pair.group_id, grouped_at = %s"
                     " FROM unnest(%s::bigint[], %s::bigint[]) AS pair(id, group_id) WHERE e.id = pair.id",
-                    [[enrollment_id for enrollment_id, _ in batch], [group_id for _, group_id in batch]],
+                    [now, [enrollment_id for enrollment_id, _ in batch], [group_id for _, group_id in batch]],
                 )
             elif connection.vendor == "sqlite":
                 cursor.execute(
-                    f"UPDATE {table} SET group_id = pair.group_id FROM ("
+                    f"UPDATE {table} SET group_id = pair.group_id, grouped_at = %s FROM ("
                     " SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS group_id FROM json_each(%s)"
                     f") AS pair WHERE {table}.id = pair.id",
-                    [json.dumps(batch)],
+                    [now, json.dumps(batch)],
                 )
             else:
                 for group_id, ids in enrollment_ids_by_group.items():
-                    Enrollment.objects.filter(pk__in=ids).update(group_id=group_id)
+                    Enrollment.objects.filter(pk__in=ids).update(group_id=group_id, grouped_at=now)
                 return
 
 
@@ -117,7 +118,7 @@ def cohort_groups_form(cohort: Cohort, seed: int | None = None) -> FormationQual
             seed=cohort.pk if seed is None else seed,
         )
         groups = study_groups_create(cohort, [group_centre_offset([m.utc_offset for m in members]) for members in formed])
-        _assign({group.pk: [member.key for member in members] for group, members in zip(groups, formed)})
+        _assign({group.pk: [member.key for member in members] for group, members in zip(groups, formed)}, timezone.now())
     return formation_quality({group: members for group, members in zip(groups, formed)}, learners=len(candidates))
 
 
@@ -141,7 +142,7 @@ def enrollment_group_place(enrollment: Enrollment) -> StudyGroup | None:
         members = _members_by_group(cohort)
         target = group_for_late_joiner(offset, {key: [m.utc_offset for m in group] for key, group in members.items()}, cohort.group_size_max)
         group = StudyGroup.objects.get(pk=target) if target else study_groups_create(cohort, [offset])[0]
-        Enrollment.objects.filter(pk=current.pk).update(group=group)
+        Enrollment.objects.filter(pk=current.pk).update(group=group, grouped_at=timezone.now())
     enrollment.group = group
     return group
 
@@ -169,7 +170,7 @@ def cohort_groups_reform(cohort: Cohort, now: datetime.datetime) -> Reform:
             by_target[(target, previous[enrollment_id])].append(enrollment_id)
         for (target, source), enrollment_ids in by_target.items():
             Enrollment.objects.filter(pk__in=enrollment_ids).update(
-                group_id=target, group_moved_at=now, group_moved_from=groups[source].name
+                group_id=target, grouped_at=now, group_moved_at=now, group_moved_from=groups[source].name
             )
         study_groups_dissolve(dissolved, now)
         ungrouped = _groupable(cohort).exclude(group__in=[key for key in groups if key not in dissolved])

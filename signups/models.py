@@ -94,6 +94,7 @@ class Enrollment(models.Model):
     wants_group = models.BooleanField(default=True)
     # Kept when the enrollment ends, as history: a group's members are its current enrollments.
     group = models.ForeignKey(StudyGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="enrollments")
+    grouped_at = models.DateTimeField(null=True, blank=True, help_text="When the learner got their current group.")
     # Set when re-forming moved the learner: their next weekly email tells them.
     group_moved_at = models.DateTimeField(null=True, blank=True)
     group_moved_from = models.CharField(max_length=100, blank=True)
@@ -136,6 +137,7 @@ class Suppression(models.Model):
     class Reason(models.TextChoices):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         ERASED = "erased", "Erased their data"
+        REFUSED = "refused", "The mail provider refused the address"
 
     email_digest = models.CharField(max_length=64, unique=True)
     reason = models.CharField(max_length=20, choices=Reason.choices)

@@ -421,3 +421,20 @@ def signup_rate_limited(ip_address: str, email: str) -> str | None:
         if count > limit:
             return kind
     return None
+
+
+def learner_address_refused(learner_id: int, now: datetime.datetime) -> None:
+    """The mail provider refused a learner's address for good: never mail it again.
+
+    Like an unsubscribe (their enrollments end), with the provider's refusal as the reason;
+    only a new signup, confirmed, lifts it.
+    """
+    with transaction.atomic():
+        learner = Learner.objects.filter(pk=learner_id).first()
+        if learner is None:
+            return
+        Learner.objects.filter(pk=learner.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
+        learner.enrollments.filter(status__in=Enrollment.CURRENT).update(status=Enrollment.Status.LEFT, ended_at=now)
+        Suppression.objects.update_or_create(
+            email_digest=email_digest(learner.email), defaults={"reason": Suppression.Reason.REFUSED}
+        )

@@ -49,7 +49,7 @@ def week_template(course, number):
 
 
 def render(version, context):
-    return email_render(version, context, "test/week/1")
+    return email_render(version, context, "week; cohort=test; week=1; id=1")
 
 
 def test_every_documented_variable_renders(demo):
@@ -73,7 +73,7 @@ def test_every_email_carries_the_unsubscribe_and_tracking_headers(demo):
     assert email.headers == {
         "List-Unsubscribe": "<https://example.org/u/x/>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "X-MOOC-Message": "test/week/1",
+        "X-Mooc-Delivery": "week; cohort=test; week=1; id=1",
     }
 
 

@@ -1,0 +1,462 @@
+"""The scheduler: what is due, the ledger, sending exactly once, failures, catch-up, DST, leavers."""
+
+import datetime
+import zoneinfo
+from io import StringIO
+
+import pytest
+from anymail.exceptions import AnymailAPIError
+from django.core import mail
+from django.core.management import call_command
+
+from cohorts.models import Cohort
+from mooc.testing.providers import ScriptedAnymailBackend
+from scheduler import delivery
+from scheduler.delivery import (
+    AMBIGUOUS_REASON,
+    deliveries_dispatch,
+    deliveries_overdue,
+    deliveries_reclaim,
+    deliveries_resend_failed,
+    deliveries_send,
+    deliveries_send_week_now,
+)
+from scheduler.due import cohort_week_due
+from scheduler.models import Delivery, EmailKind, EmailTemplate
+from signups.models import Enrollment, Learner, Suppression
+from signups.services import enrollment_leave, enrollment_pause, enrollment_switch_cohort, learner_erase, learner_unsubscribe
+from signups.tests.factories import EnrollmentFactory
+
+pytestmark = pytest.mark.django_db
+
+UTC = datetime.UTC
+START = datetime.date(2026, 11, 30)  # a Monday: week 1's email goes out Monday 09:00 local
+
+
+@pytest.fixture(autouse=True)
+def provider(settings):
+    settings.EMAIL_BACKEND = "mooc.testing.providers.ScriptedAnymailBackend"
+    settings.EMAIL_SEND_RATE_PER_SECOND = 0
+    ScriptedAnymailBackend.script = {}
+    yield ScriptedAnymailBackend.script
+    ScriptedAnymailBackend.script = {}
+
+
+@pytest.fixture
+def course():
+    """The demo course and its default emails, without the demo's cohorts."""
+    from cohorts.services import DEMO_COURSE_FILE, course_create_from_definition, course_definition_read
+    from scheduler.services import email_templates_install_defaults
+
+    course, _ = course_create_from_definition(course_definition_read(DEMO_COURSE_FILE))
+    email_templates_install_defaults(course)
+    return course
+
+
+@pytest.fixture
+def cohort(course):
+    return Cohort.objects.create(
+        course=course, name="Winter round", slug="winter", start_date=START,
+        signup_opens_on=START - datetime.timedelta(weeks=4), signup_closes_on=START,
+    )
+
+
+def learner_in(cohort, timezone_name="Europe/Lisbon", email=None, **fields):
+    extra = {"learner__email": email} if email else {}
+    return EnrollmentFactory(cohort=cohort, learner__timezone=timezone_name, **extra, **fields)
+
+
+def at(day: datetime.date, hour: int, minute: int = 0) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(hour, minute), tzinfo=UTC)
+
+
+def provider_error(status: int, reason: str) -> AnymailAPIError:
+    """What Anymail raises when the provider answers `status`."""
+    import requests
+
+    response = requests.Response()
+    response.status_code, response.reason, response._content = status, reason, b'{"message": "%s"}' % reason.encode()
+    return AnymailAPIError(f"{reason} (from the provider)", status_code=status, response=response)
+
+
+def run_pass(now):
+    """One whole pass, as send_due does: dispatch, then send every chunk."""
+    report = deliveries_dispatch(now)
+    for chunk in report.chunks:
+        deliveries_send(chunk, now=now)
+    return report
+
+
+def weekly(cohort, week):
+    return Delivery.objects.filter(cohort=cohort, kind=EmailKind.WEEK, week_number=week)
+
+
+# --- When ------------------------------------------------------------------------------------------
+
+
+def test_week_one_is_due_at_nine_in_each_learners_own_morning(cohort):
+    assert cohort_week_due(cohort, 1, "Europe/Lisbon") == at(START, 9)
+    assert cohort_week_due(cohort, 1, "America/New_York") == at(START, 14)
+    assert cohort_week_due(cohort, 1, "Australia/Sydney") == at(START - datetime.timedelta(days=1), 22)
+    assert cohort_week_due(cohort, 2, "Europe/Lisbon") == at(START + datetime.timedelta(weeks=1), 9)
+
+
+def test_nothing_is_sent_before_its_moment_and_everything_once_after(cohort):
+    lisbon = learner_in(cohort, "Europe/Lisbon")
+    new_york = learner_in(cohort, "America/New_York")
+
+    run_pass(at(START, 8, 59))
+    assert not weekly(cohort, 1).exists()
+
+    run_pass(at(START, 9, 0))
+    assert list(weekly(cohort, 1).values_list("learner_id", "status")) == [(lisbon.learner_id, "sent")]
+
+    run_pass(at(START, 14, 0))
+    run_pass(at(START, 15, 0))
+    assert weekly(cohort, 1).filter(status="sent").count() == 2
+    assert sorted(message.to[0] for message in mail.outbox if "Week 1" in message.subject or "We begin" in message.subject) == sorted(
+        [lisbon.learner.email, new_york.learner.email]
+    )
+
+
+@pytest.mark.parametrize(
+    "timezone_name, start",
+    [
+        ("America/New_York", datetime.date(2026, 10, 19)),  # clocks go back on 1 November 2026
+        ("Europe/Berlin", datetime.date(2026, 10, 12)),  # back on 25 October 2026
+        ("Australia/Sydney", datetime.date(2026, 9, 21)),  # forward on 4 October 2026
+        ("America/New_York", datetime.date(2027, 3, 1)),  # forward on 14 March 2027
+        ("Europe/Berlin", datetime.date(2027, 3, 15)),  # forward on 28 March 2027
+        ("Australia/Sydney", datetime.date(2027, 3, 22)),  # back on 4 April 2027
+    ],
+)
+def test_daylight_saving_changes_neither_skip_nor_double_a_week(course, timezone_name, start):
+    cohort = Cohort.objects.create(course=course, name="DST", slug="dst", start_date=start,
+                                   signup_opens_on=start - datetime.timedelta(weeks=2), signup_closes_on=start)
+    enrollment = learner_in(cohort, timezone_name)
+    enrollment.learner.confirmed_at = at(start, 0) - datetime.timedelta(weeks=2)  # no welcome email in the way
+    enrollment.learner.save()
+    moment = at(start, 0) - datetime.timedelta(days=1)
+    # A pass every four hours for four weeks around the change (till the Saturday of week 4).
+    while moment < at(start, 0) + datetime.timedelta(weeks=4, days=-2):
+        run_pass(moment)
+        moment += datetime.timedelta(hours=4)
+
+    rows = Delivery.objects.filter(cohort=cohort, kind=EmailKind.WEEK).order_by("week_number")
+    assert [(row.week_number, row.status) for row in rows] == [(1, "sent"), (2, "sent"), (3, "sent"), (4, "sent")]
+    zone = zoneinfo.ZoneInfo(timezone_name)
+    for row in rows:
+        local = row.due_at.astimezone(zone)
+        assert (local.weekday(), local.hour, local.minute) == (0, 9, 0)  # Monday 09:00 on the wall clock, every week
+    offsets = {row.due_at.astimezone(zone).utcoffset() for row in rows}
+    assert len(offsets) == 2  # the change did happen inside these weeks
+
+
+# --- Exactly once ------------------------------------------------------------------------------------
+
+
+def test_dispatching_twice_and_sending_a_chunk_twice_sends_once(cohort):
+    learners = [learner_in(cohort) for _ in range(5)]
+    now = at(START, 10)
+
+    first, second = deliveries_dispatch(now), deliveries_dispatch(now)
+    assert weekly(cohort, 1).count() == 5  # the ledger's unique constraint
+    chunk = first.chunks[0]
+    assert second.chunks == []  # queued already, not queued again
+    deliveries_send(chunk, now=now)
+    deliveries_send(chunk, now=now)
+
+    assert weekly(cohort, 1).filter(status="sent").count() == 5
+    week_one = [m for m in mail.outbox if m.extra_headers["X-Mooc-Delivery"].startswith("week;")]
+    assert sorted(m.to[0] for m in week_one) == sorted(e.learner.email for e in learners)
+
+
+def test_each_email_carries_its_ledger_row_for_tracking(cohort):
+    enrollment = learner_in(cohort, email="ada@example.org")
+    run_pass(at(START, 10))
+
+    row = weekly(cohort, 1).get()
+    [message] = [m for m in mail.outbox if m.extra_headers["X-Mooc-Delivery"].startswith("week;")]
+    assert message.extra_headers["X-Mooc-Delivery"] == f"week; cohort=winter; week=1; id={row.pk}"
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    params = message.anymail_test_params
+    assert params["metadata"] == {"delivery": str(row.pk), "learner": str(enrollment.learner.public_id),
+                                  "cohort": "winter", "kind": "week", "week": "1"}
+    assert params["tags"] == ["course:gentle-python", "email:week", "week:1"]
+    assert row.provider_message_id != ""
+
+
+def test_welcome_and_group_introduction_go_through_the_ledger(cohort):
+    from signups.groups import cohort_groups_form
+
+    for _ in range(6):
+        learner_in(cohort, learner__confirmed_at=at(START, 0) - datetime.timedelta(days=1))
+    cohort_groups_form(cohort)
+    Enrollment.objects.update(grouped_at=at(START, 0) - datetime.timedelta(hours=12))
+
+    run_pass(at(START, 1))
+
+    kinds = set(Delivery.objects.filter(status="sent").values_list("kind", flat=True))
+    assert kinds == {EmailKind.GROUP_INTRO, EmailKind.WELCOME}
+    assert Delivery.objects.filter(kind=EmailKind.GROUP_INTRO, status="sent").count() == 6
+    intro = next(m for m in mail.outbox if m.extra_headers["X-Mooc-Delivery"].startswith("group_intro"))
+    assert "Meet your study group" in intro.subject
+
+
+# --- Failures ----------------------------------------------------------------------------------------
+
+
+def test_a_provider_503_is_retried_with_backoff_then_sent(cohort, provider):
+    enrollment = learner_in(cohort, email="retry@example.org")
+    provider["retry@example.org"] = [provider_error(503, "Service Unavailable"), None]
+
+    run_pass(at(START, 10))
+    row = weekly(cohort, 1).get()
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert at(START, 10, 0) + datetime.timedelta(seconds=30) <= row.next_attempt_at <= at(START, 10, 1)
+    assert "503" in row.reason or "Service Unavailable" in row.reason
+
+    run_pass(row.next_attempt_at + datetime.timedelta(seconds=1))
+    row.refresh_from_db()
+    assert (row.status, row.attempts) == ("sent", 2)
+    assert enrollment.learner.email in [m.to[0] for m in mail.outbox]
+
+
+def test_transient_errors_give_up_after_the_last_attempt(cohort, provider, settings):
+    settings.DELIVERY_MAX_ATTEMPTS = 2
+    learner_in(cohort, email="down@example.org")
+    provider["down@example.org"] = [provider_error(502, "Bad Gateway")] * 3
+
+    run_pass(at(START, 10))
+    run_pass(weekly(cohort, 1).get().next_attempt_at)
+
+    row = weekly(cohort, 1).get()
+    assert row.status == "failed" and row.reason.startswith("gave up after 2 attempts")
+
+
+def test_a_400_refusal_fails_the_row_and_suppresses_the_address(cohort, provider):
+    enrollment = learner_in(cohort, email="nobody@invalid.example")
+    provider["nobody@invalid.example"] = [provider_error(400, "Invalid recipient")]
+
+    run_pass(at(START, 10))
+
+    row = weekly(cohort, 1).get()
+    assert row.status == "failed" and "Invalid recipient" in row.reason
+    learner = Learner.objects.get(pk=enrollment.learner_id)
+    assert learner.is_unsubscribed
+    assert Suppression.objects.get().reason == "refused"
+    run_pass(at(START + datetime.timedelta(weeks=1), 10))
+    assert not weekly(cohort, 2).exists()  # never mailed again
+
+
+def test_a_template_that_fails_for_one_learner_fails_only_that_row(cohort, monkeypatch):
+    broken = learner_in(cohort, learner__first_name="Broken")
+    others = [learner_in(cohort, learner__first_name="Fine") for _ in range(3)]
+    real_render = delivery.email_render
+
+    def render(version, context, header):
+        if context["learner"]["first_name"] == "Broken":  # a render error only this learner's data causes
+            raise ValueError("boom")
+        return real_render(version, context, header)
+
+    monkeypatch.setattr(delivery, "email_render", render)
+
+    run_pass(at(START, 10))
+
+    row = weekly(cohort, 1).get(learner=broken.learner)
+    assert row.status == "failed" and "boom" in row.reason
+    assert weekly(cohort, 1).filter(learner__in=[e.learner for e in others], status="sent").count() == 3
+
+
+def test_a_week_without_a_template_is_skipped_with_the_reason_and_not_retried(cohort):
+    EmailTemplate.objects.filter(course=cohort.course, kind=EmailKind.WEEK, week_number=1).delete()
+    learner_in(cohort)
+
+    run_pass(at(START, 10))
+    run_pass(at(START, 11))
+
+    row = weekly(cohort, 1).get()
+    assert row.status == "skipped" and "no email template" in row.reason
+    assert row.attempts == 0
+
+
+# --- Crashes and catch-up ------------------------------------------------------------------------------
+
+
+def test_rows_left_sending_are_reclaimed_and_the_ambiguous_one_is_not_resent(cohort, settings):
+    for _ in range(3):
+        learner_in(cohort)
+    now = at(START, 10)
+    report = deliveries_dispatch(now)
+    never_called, in_flight, _ = Delivery.objects.filter(pk__in=report.chunks[0]).order_by("pk")
+    # A worker claimed the chunk, started the provider call for one row, and died.
+    Delivery.objects.filter(pk__in=report.chunks[0]).update(status="sending", claimed_at=now)
+    Delivery.objects.filter(pk=in_flight.pk).update(provider_call_at=now)
+
+    assert deliveries_reclaim(now + datetime.timedelta(minutes=5)) == (0, 0)  # still within the timeout
+    later = now + settings.DELIVERY_SENDING_TIMEOUT + datetime.timedelta(minutes=1)
+    run_pass(later)
+
+    never_called.refresh_from_db()
+    in_flight.refresh_from_db()
+    assert never_called.status == "sent"
+    assert in_flight.status == "failed" and in_flight.reason == AMBIGUOUS_REASON
+    assert weekly(cohort, 1).filter(status="sent").count() == 2
+
+    assert deliveries_resend_failed(cohort, EmailKind.WEEK, 1) == 1  # an organizer decides
+    run_pass(later + datetime.timedelta(minutes=1))
+    in_flight.refresh_from_db()
+    assert in_flight.status == "sent"
+
+
+def test_after_a_two_day_outage_what_fell_due_is_sent_oldest_first(cohort):
+    lisbon, sydney = learner_in(cohort, "Europe/Lisbon"), learner_in(cohort, "Australia/Sydney")
+
+    report = deliveries_dispatch(at(START + datetime.timedelta(days=2), 9))
+
+    rows = Delivery.objects.filter(pk__in=report.chunks[0])
+    assert [row.learner_id for row in sorted(rows, key=lambda row: report.chunks[0].index(row.pk))][:2] == [
+        sydney.learner_id, lisbon.learner_id,
+    ]  # Sydney's Monday came first
+    deliveries_send(report.chunks[0], now=at(START + datetime.timedelta(days=2), 9))
+    assert weekly(cohort, 1).filter(status="sent").count() == 2
+
+
+def test_a_week_due_more_than_three_days_ago_is_skipped_unless_sent_on_purpose(cohort):
+    learner_in(cohort)
+    late = at(START + datetime.timedelta(days=4), 10)
+
+    run_pass(late)
+
+    row = weekly(cohort, 1).get()
+    assert row.status == "skipped" and row.reason.startswith("due more than 3 days")
+    assert deliveries_send_week_now(cohort, 1, late) == 1
+    run_pass(late)
+    row.refresh_from_db()
+    assert row.status == "sent"
+
+
+def test_a_paused_cohort_sends_nothing_until_resumed(cohort):
+    learner_in(cohort)
+    cohort.sending_paused = True
+    cohort.save()
+    run_pass(at(START, 10))
+    assert not Delivery.objects.filter(status="sent").exists()
+
+    cohort.sending_paused = False
+    cohort.save()
+    run_pass(at(START, 11))
+    assert weekly(cohort, 1).get().status == "sent"
+
+
+# --- Nobody is mailed against their will ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["switched", "paused", "left", "unsubscribed", "erased"])
+def test_a_learner_who_moved_on_gets_nothing_more_from_the_old_cohort(cohort, course, change):
+    later = Cohort.objects.create(course=course, name="Spring", slug="spring", start_date=START + datetime.timedelta(weeks=6),
+                                  signup_opens_on=START, signup_closes_on=START + datetime.timedelta(weeks=6))
+    enrollment = learner_in(cohort)
+    run_pass(at(START, 10))
+    report = deliveries_dispatch(at(START + datetime.timedelta(weeks=1), 10))  # week 2 is in the ledger, queued
+    learner = enrollment.learner
+    today, now = START + datetime.timedelta(weeks=1), at(START + datetime.timedelta(weeks=1), 10)
+    if change == "switched":
+        enrollment_switch_cohort(enrollment, later, today=today, now=now)
+    elif change == "paused":
+        enrollment_pause(enrollment)
+    elif change == "left":
+        enrollment_leave(enrollment, now=now)
+    elif change == "unsubscribed":
+        learner_unsubscribe(learner, now=now)
+    else:
+        learner_erase(learner, today=today)
+    outbox_before = len(mail.outbox)
+
+    for chunk in report.chunks:
+        deliveries_send(chunk, now=now)
+    for week in range(2, 5):
+        run_pass(at(START + datetime.timedelta(weeks=week - 1), 10))
+
+    assert len([m for m in mail.outbox[outbox_before:] if "cohort=winter" in m.extra_headers["X-Mooc-Delivery"]]) == 0
+    assert not Delivery.objects.filter(cohort=cohort, status="sent", week_number__gte=2).exists()
+    if change != "erased":
+        assert weekly(cohort, 2).get().status == "skipped"
+
+
+# --- Operators --------------------------------------------------------------------------------------------
+
+
+def test_send_due_dry_run_prints_and_changes_nothing(cohort):
+    for timezone_name in ["Europe/Lisbon", "Europe/Lisbon", "America/New_York"]:
+        learner_in(cohort, timezone_name, learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
+    output = StringIO()
+
+    call_command("send_due", "--now", "2026-11-30T15:00:00+00:00", "--dry-run", stdout=output)
+
+    assert output.getvalue().splitlines() == ["Would send: winter week 1: 3"]
+    assert not Delivery.objects.exists() and not mail.outbox
+
+
+def test_send_due_sends_and_says_so(cohort):
+    learner_in(cohort, learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
+    output = StringIO()
+
+    call_command("send_due", "--now", "2026-11-30T10:00:00Z", stdout=output)
+    call_command("send_due", "--now", "2026-11-30T10:05:00Z", stdout=(again := StringIO()))
+
+    assert output.getvalue().splitlines() == ["To send: winter week 1: 1", "1 sent, 0 failed, 0 skipped, 0 retrying."]
+    assert again.getvalue().splitlines() == ["Nothing is due.", "0 sent, 0 failed, 0 skipped, 0 retrying."]
+
+
+def test_send_due_refuses_a_malformed_moment():
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="--now must be an ISO 8601 moment"):
+        call_command("send_due", "--now", "next monday")
+
+
+def test_overdue_emails_show_on_healthz_and_in_the_log(cohort, client, caplog):
+    import time_machine
+
+    learner_in(cohort, learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
+    deliveries_dispatch(at(START, 9))  # due at 09:00 in Lisbon: in the ledger, but no worker picks it up
+
+    assert deliveries_overdue(at(START, 9, 59)) == 0
+    assert deliveries_overdue(at(START, 10, 1)) == 1
+    with time_machine.travel(at(START, 11, 30), tick=False):
+        body = client.get("/healthz").json()
+    assert body["deliveries"] == {"ok": False, "overdue": 1}
+    assert body["status"] == "ok"  # the site itself works
+    deliveries_dispatch(at(START, 11, 31))
+    assert "Overdue: 1 emails were due more than an hour ago" in caplog.text
+
+
+def test_a_chunk_loads_its_data_in_the_same_queries_whatever_its_size(cohort):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(40):
+        learner_in(cohort)
+    report = deliveries_dispatch(at(START, 10))
+    ids = report.chunks[0]
+
+    def reads(chunk):
+        with CaptureQueriesContext(connection) as queries:
+            deliveries_send(chunk, now=at(START, 10))
+        return [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith("SELECT")]
+
+    assert len(reads(ids[:10])) == len(reads(ids[10:40]))
+
+
+def test_the_provider_rate_limit_is_shared_through_the_cache(settings, monkeypatch):
+    settings.EMAIL_SEND_RATE_PER_SECOND = 3
+    clock = {"now": 1_000_000.0}
+    naps = []
+    monkeypatch.setattr(delivery.time, "time", lambda: clock["now"])
+    monkeypatch.setattr(delivery.time, "sleep", lambda seconds: naps.append(seconds) or clock.update(now=clock["now"] + seconds))
+
+    for _ in range(7):
+        delivery.provider_rate_wait()
+
+    assert len(naps) == 2  # 3 in the first second, 3 in the next, the 7th waits for the third
