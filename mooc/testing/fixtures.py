@@ -52,42 +52,61 @@ def page(browser):
     context.close()
 
 
-@pytest.fixture
-def celery_worker_queue(transactional_db):
-    """A real `celery worker` process on the test database, consuming a queue of its own.
+def environment_for_other_processes(**extra: str) -> dict[str, str]:
+    """This process's environment, pointed at the test database, plus `extra`."""
+    return os.environ | {"DATABASE_URL": database_url_for_other_processes(), "DJANGO_READ_DOT_ENV": "false"} | extra
 
-    Yields the queue's name: send tasks there with `apply_async(queue=...)`. The worker
-    commits to the database, so tests using it see its writes (transactional_db).
-    """
-    queue = f"test-{uuid.uuid4().hex[:12]}"
-    environment = os.environ | {
-        "DATABASE_URL": database_url_for_other_processes(),
-        "DJANGO_READ_DOT_ENV": "false",
-    }
-    worker = subprocess.Popen(
-        [
-            sys.executable, "-m", "celery", "-A", "mooc", "worker",
-            "--queues", queue, "--pool", "solo", "--concurrency", "1",
-            "--without-gossip", "--without-mingle", "--without-heartbeat",
-            "--hostname", f"{queue}@%h", "--loglevel", "INFO",
-        ],
-        cwd=PROJECT_DIR,
-        env=environment,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
     try:
-        yield queue
-    finally:
-        worker.terminate()
-        try:
-            output, _ = worker.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            output, _ = worker.communicate()
-        # Shown by pytest when the test failed: what the worker said.
-        print(output)
+        output, _ = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    # Shown by pytest when the test failed: what the worker said.
+    print(output)
+
+
+@pytest.fixture
+def celery_workers(transactional_db):
+    """Start real `celery worker` processes on the test database: `start(queue, **env)`.
+
+    Each consumes the queue given (send tasks there with `apply_async(queue=...)`) and
+    commits to the database, so tests using them see their writes (transactional_db).
+    All are stopped at the end of the test.
+    """
+    started: list[subprocess.Popen] = []
+
+    def start(queue: str, **extra_env: str) -> subprocess.Popen:
+        worker = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "mooc", "worker",
+                "--queues", queue, "--pool", "solo", "--concurrency", "1",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "--hostname", f"{queue}-{len(started)}@%h", "--loglevel", "INFO",
+            ],
+            cwd=PROJECT_DIR,
+            env=environment_for_other_processes(**extra_env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        _stop(worker)
+
+
+@pytest.fixture
+def celery_worker_queue(celery_workers):
+    """One real worker consuming a queue of its own; yields the queue's name."""
+    queue = f"test-{uuid.uuid4().hex[:12]}"
+    celery_workers(queue)
+    return queue
 
 
 def wait_for(condition, timeout: float = 30, interval: float = 0.2):
