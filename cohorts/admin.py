@@ -103,7 +103,7 @@ class CohortAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["course", "name", "slug", "start_date", "capacity"]}),
         ("Signup", {"fields": [("signup_opens_on", "signup_closes_on")]}),
-        ("Weekly email", {"fields": [("send_weekday", "send_time")]}),
+        ("Weekly email", {"fields": [("send_weekday", "send_time"), "sending_paused"]}),
         ("Study groups", {"fields": [("group_size_min", "group_size_target", "group_size_max"), "groups_form_on", "discussion_url_pattern"]}),
     ]
     actions = ["start_next_round", "close_signup"]

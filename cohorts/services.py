@@ -204,3 +204,8 @@ def cohort_start_next(cohort: Cohort, weeks_later: int) -> Cohort:
     new.full_clean()
     new.save()
     return new
+
+
+def cohort_sending_pause(cohort: Cohort, paused: bool) -> bool:
+    """Pause or resume a cohort's emails. False when it was so already."""
+    return bool(Cohort.objects.filter(pk=cohort.pk, sending_paused=not paused).update(sending_paused=paused))

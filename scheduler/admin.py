@@ -10,10 +10,14 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
+from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
 from cohorts.models import Cohort, Course
-from scheduler.models import EmailKind, EmailTemplate, EmailTemplateVersion
-from scheduler.selectors import preview_context, sample_contexts
+from cohorts.services import cohort_sending_pause
+from scheduler.delivery import deliveries_resend_failed, deliveries_send_week_now
+from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion
+from scheduler.selectors import cohort_delivery_summary, preview_context, sample_contexts
 from scheduler.services import delivery_header, email_render, email_test_send, template_restore, template_version_save
 from scheduler.templating import FILTERS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
 
@@ -163,3 +167,103 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Restored version {number} as version {restored.number}, now in force.")
         return redirect("admin:scheduler_emailtemplate_change", pk)
+
+
+# --- The cohort's admin page: what was sent, and the organizers' levers -------------------------
+
+
+def cohort_deliveries_section(cohort, today) -> dict:
+    return cohort_delivery_summary(cohort)
+
+
+class EmailChoiceForm(forms.Form):
+    email = forms.ChoiceField(label="Which email")
+
+    def __init__(self, *args, week_count: int, weeks_only: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = [(f"week:{number}", f"Week {number}") for number in range(1, week_count + 1)]
+        if not weeks_only:
+            choices = [(f"{kind}:0", EmailKind(kind).label) for kind in (EmailKind.WELCOME, EmailKind.GROUP_INTRO)] + choices
+            choices.append((f"{EmailKind.COURSE_END}:0", EmailKind.COURSE_END.label))
+        self.fields["email"].choices = choices
+
+    def chosen(self) -> tuple[str, int]:
+        kind, number = self.cleaned_data["email"].split(":")
+        return kind, int(number)
+
+
+def _one_course(modeladmin, request, queryset):
+    courses = {cohort.course_id for cohort in queryset}
+    if len(courses) != 1:
+        modeladmin.message_user(request, "Choose cohorts of one course at a time.", messages.ERROR)
+        return None
+    return queryset.first().course
+
+
+@admin.action(description="Pause sending")
+def pause_sending(modeladmin, request, queryset):
+    changed = sum(cohort_sending_pause(cohort, True) for cohort in queryset)
+    modeladmin.message_user(request, f"Paused sending for {changed} cohort{'s' if changed != 1 else ''}.")
+
+
+@admin.action(description="Resume sending")
+def resume_sending(modeladmin, request, queryset):
+    changed = sum(cohort_sending_pause(cohort, False) for cohort in queryset)
+    modeladmin.message_user(request, f"Resumed sending for {changed} cohort{'s' if changed != 1 else ''}.")
+
+
+@admin.action(description="Resend an email to those it failed for…")
+def resend_failed(modeladmin, request, queryset):
+    course = _one_course(modeladmin, request, queryset)
+    if course is None:
+        return None
+    form = EmailChoiceForm(request.POST if "apply" in request.POST else None, week_count=course.week_count)
+    if form.is_valid():
+        kind, number = form.chosen()
+        count = sum(deliveries_resend_failed(cohort, kind, number) for cohort in queryset)
+        modeladmin.message_user(request, f"{count} failed email{'s' if count != 1 else ''} will be sent again within a minute.")
+        return None
+    return action_form_response(
+        modeladmin, request, queryset, form, action="resend_failed", title="Resend an email to those it failed for",
+        intro="Every failed row of this email goes back to the queue, including those interrupted during a provider call "
+        "(they may have arrived already: this is your decision).", submit_label="Send again",
+    )
+
+
+@admin.action(description="Send a week now…")
+def send_week_now(modeladmin, request, queryset):
+    course = _one_course(modeladmin, request, queryset)
+    if course is None:
+        return None
+    form = EmailChoiceForm(request.POST if "apply" in request.POST else None, week_count=course.week_count, weeks_only=True)
+    if form.is_valid():
+        _, number = form.chosen()
+        now = timezone.now()
+        count = sum(deliveries_send_week_now(cohort, number, now) for cohort in queryset)
+        modeladmin.message_user(request, f"Week {number} goes to {count} learner{'s' if count != 1 else ''} within a minute.")
+        return None
+    return action_form_response(
+        modeladmin, request, queryset, form, action="send_week_now", title="Send a week now",
+        intro="Sends the week to every mailable learner who has not had it, now, even if it was skipped as too late.",
+        submit_label="Send it now",
+    )
+
+
+CohortAdmin.page_sections.append(CohortPageSection("Emails sent", "admin/scheduler/cohort_deliveries.html", cohort_deliveries_section))
+CohortAdmin.actions = [*CohortAdmin.actions, pause_sending, resume_sending, resend_failed, send_week_now]
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(admin.ModelAdmin):
+    list_display = ["pk", "learner", "cohort", "kind", "week_number", "status", "attempts", "due_at", "sent_at"]
+    list_filter = ["status", "kind", "cohort"]
+    list_select_related = ["learner", "cohort"]
+    search_fields = ["learner__email", "provider_message_id"]
+    date_hierarchy = "due_at"
+    readonly_fields = [field.name for field in Delivery._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the ledger changes only through the scheduler and the cohort's actions

@@ -167,3 +167,30 @@ def email_contexts(cohort, week: dict | None, enrollments) -> dict[int, dict]:
             links=learner_links(learner),
         )
     return contexts
+
+
+def cohort_delivery_summary(cohort) -> dict:
+    """Per email of a cohort (welcome, each week, ...): how many rows are in each status, and
+    the failed rows with their errors. Two queries."""
+    from django.db.models import Count
+
+    from scheduler.models import Delivery, EmailKind
+
+    rows = (
+        Delivery.objects.filter(cohort=cohort).values("kind", "week_number", "status").annotate(count=Count("pk"))
+    )
+    order = {EmailKind.WELCOME: 0, EmailKind.GROUP_INTRO: 1, EmailKind.WEEK: 2, EmailKind.COURSE_END: 3}
+    emails: dict[tuple, dict] = {}
+    for row in rows:
+        counts = emails.setdefault((row["kind"], row["week_number"]), dict.fromkeys(Delivery.Status.values, 0))
+        counts[row["status"]] += row["count"]
+    summary = [
+        {"kind": kind, "week": week, "label": f"Week {week}" if kind == EmailKind.WEEK else EmailKind(kind).label,
+         "due": sum(counts.values()), **counts}
+        for (kind, week), counts in sorted(emails.items(), key=lambda item: (order.get(item[0][0], 9), item[0][1]))
+    ]
+    failed = (
+        Delivery.objects.filter(cohort=cohort, status=Delivery.Status.FAILED)
+        .select_related("learner").order_by("-updated_at")[:50]
+    )
+    return {"emails": summary, "failed": list(failed), "paused": cohort.sending_paused}

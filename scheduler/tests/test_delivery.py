@@ -5,12 +5,10 @@ import zoneinfo
 from io import StringIO
 
 import pytest
-from anymail.exceptions import AnymailAPIError
 from django.core import mail
 from django.core.management import call_command
 
 from cohorts.models import Cohort
-from mooc.testing.providers import ScriptedAnymailBackend
 from scheduler import delivery
 from scheduler.delivery import (
     AMBIGUOUS_REASON,
@@ -25,71 +23,10 @@ from scheduler.due import cohort_week_due
 from scheduler.models import Delivery, EmailKind, EmailTemplate
 from signups.models import Enrollment, Learner, Suppression
 from signups.services import enrollment_leave, enrollment_pause, enrollment_switch_cohort, learner_erase, learner_unsubscribe
-from signups.tests.factories import EnrollmentFactory
+
+from scheduler.tests.helpers import START, at, learner_in, provider_error, run_pass, weekly
 
 pytestmark = pytest.mark.django_db
-
-UTC = datetime.UTC
-START = datetime.date(2026, 11, 30)  # a Monday: week 1's email goes out Monday 09:00 local
-
-
-@pytest.fixture(autouse=True)
-def provider(settings):
-    settings.EMAIL_BACKEND = "mooc.testing.providers.ScriptedAnymailBackend"
-    settings.EMAIL_SEND_RATE_PER_SECOND = 0
-    ScriptedAnymailBackend.script = {}
-    yield ScriptedAnymailBackend.script
-    ScriptedAnymailBackend.script = {}
-
-
-@pytest.fixture
-def course():
-    """The demo course and its default emails, without the demo's cohorts."""
-    from cohorts.services import DEMO_COURSE_FILE, course_create_from_definition, course_definition_read
-    from scheduler.services import email_templates_install_defaults
-
-    course, _ = course_create_from_definition(course_definition_read(DEMO_COURSE_FILE))
-    email_templates_install_defaults(course)
-    return course
-
-
-@pytest.fixture
-def cohort(course):
-    return Cohort.objects.create(
-        course=course, name="Winter round", slug="winter", start_date=START,
-        signup_opens_on=START - datetime.timedelta(weeks=4), signup_closes_on=START,
-    )
-
-
-def learner_in(cohort, timezone_name="Europe/Lisbon", email=None, **fields):
-    extra = {"learner__email": email} if email else {}
-    return EnrollmentFactory(cohort=cohort, learner__timezone=timezone_name, **extra, **fields)
-
-
-def at(day: datetime.date, hour: int, minute: int = 0) -> datetime.datetime:
-    return datetime.datetime.combine(day, datetime.time(hour, minute), tzinfo=UTC)
-
-
-def provider_error(status: int, reason: str) -> AnymailAPIError:
-    """What Anymail raises when the provider answers `status`."""
-    import requests
-
-    response = requests.Response()
-    response.status_code, response.reason, response._content = status, reason, b'{"message": "%s"}' % reason.encode()
-    return AnymailAPIError(f"{reason} (from the provider)", status_code=status, response=response)
-
-
-def run_pass(now):
-    """One whole pass, as send_due does: dispatch, then send every chunk."""
-    report = deliveries_dispatch(now)
-    for chunk in report.chunks:
-        deliveries_send(chunk, now=now)
-    return report
-
-
-def weekly(cohort, week):
-    return Delivery.objects.filter(cohort=cohort, kind=EmailKind.WEEK, week_number=week)
-
 
 # --- When ------------------------------------------------------------------------------------------
 
@@ -130,7 +67,7 @@ def test_nothing_is_sent_before_its_moment_and_everything_once_after(cohort):
         ("Australia/Sydney", datetime.date(2027, 3, 22)),  # back on 4 April 2027
     ],
 )
-def test_daylight_saving_changes_neither_skip_nor_double_a_week(course, timezone_name, start):
+def test_daylight_saving_changes_neither_skip_nor_double_a_week(course, provider, timezone_name, start):
     cohort = Cohort.objects.create(course=course, name="DST", slug="dst", start_date=start,
                                    signup_opens_on=start - datetime.timedelta(weeks=2), signup_closes_on=start)
     enrollment = learner_in(cohort, timezone_name)

@@ -1,0 +1,36 @@
+import datetime
+
+import pytest
+
+from cohorts.models import Cohort
+from mooc.testing.providers import ScriptedAnymailBackend
+from scheduler.tests.helpers import START
+
+
+@pytest.fixture
+def provider(settings):
+    """Anymail's test backend, scriptable per address: provider["a@b.c"] = [error, None]."""
+    settings.EMAIL_BACKEND = "mooc.testing.providers.ScriptedAnymailBackend"
+    settings.EMAIL_SEND_RATE_PER_SECOND = 0
+    ScriptedAnymailBackend.script = {}
+    yield ScriptedAnymailBackend.script
+    ScriptedAnymailBackend.script = {}
+
+
+@pytest.fixture
+def course(db):
+    """The demo course and its default emails, without the demo's cohorts."""
+    from cohorts.services import DEMO_COURSE_FILE, course_create_from_definition, course_definition_read
+    from scheduler.services import email_templates_install_defaults
+
+    course, _ = course_create_from_definition(course_definition_read(DEMO_COURSE_FILE))
+    email_templates_install_defaults(course)
+    return course
+
+
+@pytest.fixture
+def cohort(course, provider):
+    return Cohort.objects.create(
+        course=course, name="Winter round", slug="winter", start_date=START,
+        signup_opens_on=START - datetime.timedelta(weeks=4), signup_closes_on=START,
+    )
