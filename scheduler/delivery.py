@@ -35,6 +35,7 @@ import smtplib
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -62,6 +63,7 @@ AMBIGUOUS_REASON = (
 NO_TEMPLATE_REASON = "no email template for this week (add one in admin, then send the week now)"
 TOO_LATE_REASON = "due more than {limit} ago while nothing was sending: skipped rather than sent late"
 QUEUE_AGAIN_AFTER = datetime.timedelta(minutes=15)
+PLAN_BATCH = 5000  # ledger rows planned, inserted or marked queued per statement
 
 
 def _setting(name: str):
@@ -106,36 +108,38 @@ def _emails_in_window(cohort: Cohort, now: datetime.datetime) -> list[tuple[str,
     return emails
 
 
-def _planned_rows(cohort: Cohort, now: datetime.datetime) -> list[Delivery]:
-    """The ledger rows a cohort is missing as of `now`: due and not yet in the ledger."""
+def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[Delivery]:
+    """The ledger rows a cohort is missing as of `now`: due and not yet in the ledger.
+
+    A generator over streamed queries: a cohort of any size is planned in bounded memory.
+    """
     limit = _setting("DELIVERY_CATCH_UP_LIMIT")
     recent = now - limit - datetime.timedelta(days=1)
-    rows = []
 
     def row(learner_id, kind, week_number, due_at, template_exists):
-        if due_at > now:
-            return
         status, reason = Delivery.Status.PENDING, ""
         if not template_exists:
             status, reason = Delivery.Status.SKIPPED, NO_TEMPLATE_REASON
         elif due_at < now - limit:
             status, reason = Delivery.Status.SKIPPED, TOO_LATE_REASON.format(limit=limit)
-        rows.append(Delivery(learner_id=learner_id, cohort=cohort, kind=kind, week_number=week_number,
-                             status=status, reason=reason, due_at=due_at))
+        return Delivery(learner_id=learner_id, cohort=cohort, kind=kind, week_number=week_number,
+                        status=status, reason=reason, due_at=due_at)
 
     for kind, week_number in _emails_in_window(cohort, now):
         has_template = email_template_for(cohort, kind, week_number) is not None
         moment_week = week_number or cohort.course.week_count + 1
         learners = _without_row(_mailable(cohort), cohort, kind, week_number).values_list("learner_id", "learner__timezone")
-        for learner_id, timezone_name in learners:
-            row(learner_id, kind, week_number, cohort_week_due(cohort, moment_week, timezone_name), has_template)
+        for learner_id, timezone_name in learners.iterator(chunk_size=PLAN_BATCH):
+            due_at = cohort_week_due(cohort, moment_week, timezone_name)
+            if due_at <= now:
+                yield row(learner_id, kind, week_number, due_at, has_template)
     # Welcome on confirmation, and the group introduction once the learner has a group.
     for kind, since in [(EmailKind.WELCOME, "learner__confirmed_at"), (EmailKind.GROUP_INTRO, "grouped_at")]:
         has_template = email_template_for(cohort, kind, 0) is not None
         learners = _without_row(_mailable(cohort).filter(**{f"{since}__gte": recent}), cohort, kind, 0)
-        for learner_id, due_at in learners.values_list("learner_id", since):
-            row(learner_id, kind, 0, due_at, has_template)
-    return rows
+        for learner_id, due_at in learners.values_list("learner_id", since).iterator(chunk_size=PLAN_BATCH):
+            if due_at <= now:
+                yield row(learner_id, kind, 0, due_at, has_template)
 
 
 def cohorts_sending(now: datetime.datetime):
@@ -187,11 +191,16 @@ def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> Dispat
     if not dry_run:
         report.returned_to_pending, report.ambiguous = deliveries_reclaim(now)
     for cohort in cohorts_sending(now):
-        rows = _planned_rows(cohort, now)
-        for planned in rows:
+        batch: list[Delivery] = []
+        for planned in _planned_rows(cohort, now):
             report.planned[(cohort.slug, planned.kind, planned.week_number, planned.status)] += 1
-        if rows and not dry_run:
-            Delivery.objects.bulk_create(rows, batch_size=5000, ignore_conflicts=True)
+            if not dry_run:
+                batch.append(planned)
+                if len(batch) >= PLAN_BATCH:
+                    Delivery.objects.bulk_create(batch, ignore_conflicts=True)
+                    batch = []
+        if batch:
+            Delivery.objects.bulk_create(batch, ignore_conflicts=True)
     ready = _ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - QUEUE_AGAIN_AFTER))
     for slug, kind, week_number in ready.values_list("cohort__slug", "kind", "week_number"):
         report.ready[(slug, kind, week_number)] += 1
@@ -203,8 +212,8 @@ def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> Dispat
     ids = list(ready.order_by("due_at", "pk").values_list("pk", flat=True))
     size = _setting("DELIVERY_CHUNK_SIZE")
     report.chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
-    if ids:
-        Delivery.objects.filter(pk__in=ids).update(queued_at=now)
+    for start in range(0, len(ids), PLAN_BATCH):
+        Delivery.objects.filter(pk__in=ids[start : start + PLAN_BATCH]).update(queued_at=now)
     report.overdue = deliveries_overdue(now)
     if report.overdue:
         logger.warning("Overdue: %d emails were due more than an hour ago and are not sent", report.overdue)
