@@ -143,13 +143,10 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[Delivery]:
 
 
 def cohorts_sending(now: datetime.datetime):
-    """Cohorts whose emails may be due: started (or starting tomorrow), not long finished, not paused."""
+    """Cohorts whose emails may be due: not long finished, not paused. Cohorts yet to start
+    count too: their welcome and group introductions go out before week 1."""
     today = now.date()
-    return (
-        Cohort.objects.filter(sending_paused=False, start_date__lte=today + datetime.timedelta(days=1))
-        .filter(start_date__gte=today - datetime.timedelta(weeks=60))
-        .select_related("course")
-    )
+    return Cohort.objects.filter(sending_paused=False, start_date__gte=today - datetime.timedelta(weeks=60)).select_related("course")
 
 
 def deliveries_reclaim(now: datetime.datetime) -> tuple[int, int]:

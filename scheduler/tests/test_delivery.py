@@ -140,6 +140,17 @@ def test_welcome_and_group_introduction_go_through_the_ledger(cohort):
     assert "Meet your study group" in intro.subject
 
 
+def test_the_welcome_goes_out_on_confirmation_weeks_before_the_start(cohort):
+    confirmed = at(START, 0) - datetime.timedelta(days=14)
+    learner_in(cohort, learner__confirmed_at=confirmed)
+
+    run_pass(confirmed + datetime.timedelta(minutes=1))
+
+    welcome = Delivery.objects.get(kind=EmailKind.WELCOME)
+    assert welcome.status == "sent" and welcome.due_at == confirmed
+    assert not weekly(cohort, 1).exists()
+
+
 # --- Failures ----------------------------------------------------------------------------------------
 
 
