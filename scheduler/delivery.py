@@ -42,7 +42,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from cohorts.models import Cohort
@@ -199,8 +199,8 @@ def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> Dispat
         if batch:
             Delivery.objects.bulk_create(batch, ignore_conflicts=True)
     ready = _ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - QUEUE_AGAIN_AFTER))
-    for slug, kind, week_number in ready.values_list("cohort__slug", "kind", "week_number"):
-        report.ready[(slug, kind, week_number)] += 1
+    for group in ready.order_by().values("cohort__slug", "kind", "week_number").annotate(count=Count("pk")):
+        report.ready[(group["cohort__slug"], group["kind"], group["week_number"])] += group["count"]
     if dry_run:
         for (slug, kind, week_number, status), count in report.planned.items():
             if status == Delivery.Status.PENDING:
@@ -379,7 +379,11 @@ def _provider_call(connection, row: Delivery, message, report: SendReport, now: 
     Times are the pass's `now` (the present, or the moment `send_due --now` acts as).
     """
     provider_rate_wait()
-    Delivery.objects.filter(pk=row.pk).update(provider_call_at=now)
+    # Only while the row is still ours: if a reclaim took it back (this worker was presumed
+    # dead) another may be sending it now, and this call must not happen.
+    if not Delivery.objects.filter(pk=row.pk, claim=row.claim, status=Delivery.Status.SENDING).update(provider_call_at=now):
+        logger.warning("Delivery %s was reclaimed while this worker held it; not sending", row.pk)
+        return
     try:
         connection.send_messages([message])
     except Exception as error:

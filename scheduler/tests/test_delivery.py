@@ -257,6 +257,24 @@ def test_rows_left_sending_are_reclaimed_and_the_ambiguous_one_is_not_resent(coh
     assert in_flight.status == "sent"
 
 
+def test_a_slow_worker_whose_rows_were_reclaimed_does_not_send_them(cohort, settings):
+    learner_in(cohort)
+    now = at(START, 10)
+    [chunk] = deliveries_dispatch(now).chunks
+    Delivery.objects.filter(pk__in=chunk).update(status="sending", claimed_at=now)  # a worker, not dead, just slow
+    later = now + settings.DELIVERY_SENDING_TIMEOUT + datetime.timedelta(minutes=1)
+    deliveries_reclaim(later)
+    report = deliveries_send(chunk, now=later)  # the reclaimed row is claimed afresh and sent once
+    assert report.sent == 1
+
+    # The slow worker wakes up holding its old, stale claim: it must not call the provider.
+    row = Delivery.objects.get(pk=chunk[0])
+    row.claim = None
+    outbox_before = len(mail.outbox)
+    delivery._provider_call(None, row, None, delivery.SendReport(), later)
+    assert len(mail.outbox) == outbox_before
+
+
 def test_after_a_two_day_outage_what_fell_due_is_sent_oldest_first(cohort):
     lisbon, sydney = learner_in(cohort, "Europe/Lisbon"), learner_in(cohort, "Australia/Sydney")
 
