@@ -398,6 +398,16 @@ def test_overdue_emails_show_on_healthz_and_in_the_log(cohort, client, caplog):
     assert "Overdue: 1 emails were due more than an hour ago" in caplog.text
 
 
+def test_a_catch_up_just_put_in_the_ledger_is_not_overdue_yet(cohort):
+    import time_machine
+
+    learner_in(cohort, learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
+    with time_machine.travel(at(START + datetime.timedelta(days=2), 9), tick=False):
+        deliveries_dispatch(at(START + datetime.timedelta(days=2), 9))  # two days late, queued now
+        assert deliveries_overdue(at(START + datetime.timedelta(days=2), 9)) == 0
+    assert deliveries_overdue(at(START + datetime.timedelta(days=2), 10, 1)) == 1  # an hour on, still unsent
+
+
 def test_a_chunk_loads_its_data_in_the_same_queries_whatever_its_size(cohort):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
