@@ -37,11 +37,12 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
@@ -114,7 +115,41 @@ def _emails_in_window(cohort: Cohort, now: datetime.datetime) -> list[tuple[str,
     return emails
 
 
-def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[Delivery]:
+class PlannedRow(NamedTuple):
+    learner_id: int
+    kind: str
+    week_number: int
+    status: str
+    due_at: datetime.datetime
+    reason: str
+
+
+def _ledger_insert(cohort: Cohort, rows: list[PlannedRow]) -> None:
+    """Insert planned rows; a row that exists already is left alone (the unique constraint).
+
+    On PostgreSQL one INSERT ... SELECT FROM unnest(...) per batch: building a model instance
+    per row for bulk_create cost most of a 100,000-learner dispatch.
+    """
+    if connection.vendor != "postgresql":
+        Delivery.objects.bulk_create(
+            [Delivery(cohort=cohort, **row._asdict()) for row in rows], batch_size=1000, ignore_conflicts=True
+        )
+        return
+    columns = list(zip(*rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {Delivery._meta.db_table} (learner_id, cohort_id, kind, week_number, status, due_at, reason,"
+            " attempts, provider_message_id, created_at, updated_at)"
+            " SELECT planned.learner_id, %s, planned.kind, planned.week_number, planned.status, planned.due_at,"
+            " planned.reason, 0, '', %s, %s"
+            " FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::text[], %s::timestamptz[], %s::text[])"
+            " AS planned(learner_id, kind, week_number, status, due_at, reason)"
+            " ON CONFLICT DO NOTHING",
+            [cohort.pk, created := timezone.now(), created, *[list(column) for column in columns]],
+        )
+
+
+def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow]:
     """The ledger rows a cohort is missing as of `now`: due and not yet in the ledger.
 
     A generator over streamed queries: a cohort of any size is planned in bounded memory.
@@ -128,8 +163,7 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[Delivery]:
             status, reason = Delivery.Status.SKIPPED, NO_TEMPLATE_REASON
         elif due_at < now - limit:
             status, reason = Delivery.Status.SKIPPED, TOO_LATE_REASON.format(limit=limit)
-        return Delivery(learner_id=learner_id, cohort=cohort, kind=kind, week_number=week_number,
-                        status=status, reason=reason, due_at=due_at)
+        return PlannedRow(learner_id, kind, week_number, status, due_at, reason)
 
     for kind, week_number in _emails_in_window(cohort, now):
         has_template = email_template_for(cohort, kind, week_number) is not None
@@ -200,16 +234,16 @@ def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> Dispat
     if not dry_run:
         report.returned_to_pending, report.ambiguous = deliveries_reclaim(now)
     for cohort in cohorts_sending(now):
-        batch: list[Delivery] = []
+        batch: list[PlannedRow] = []
         for planned in _planned_rows(cohort, now):
             report.planned[(cohort.slug, planned.kind, planned.week_number, planned.status)] += 1
             if not dry_run:
                 batch.append(planned)
                 if len(batch) >= PLAN_BATCH:
-                    Delivery.objects.bulk_create(batch, ignore_conflicts=True)
+                    _ledger_insert(cohort, batch)
                     batch = []
         if batch:
-            Delivery.objects.bulk_create(batch, ignore_conflicts=True)
+            _ledger_insert(cohort, batch)
     ready = _ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - QUEUE_AGAIN_AFTER))
     for group in ready.order_by().values("cohort__slug", "kind", "week_number").annotate(count=Count("pk")):
         report.ready[(group["cohort__slug"], group["kind"], group["week_number"])] += group["count"]
