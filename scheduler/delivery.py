@@ -53,6 +53,7 @@ from scheduler.models import Delivery, EmailKind
 from scheduler.selectors import email_contexts, email_template_for, week_context
 from scheduler.services import delivery_header, email_render
 from signups.models import Enrollment
+from signups.selectors import enrollments_current_of, enrollments_mailable
 from signups.services import learner_address_refused
 
 logger = logging.getLogger(__name__)
@@ -82,14 +83,6 @@ class DispatchReport:
     returned_to_pending: int = 0
     ambiguous: int = 0
     overdue: int = 0
-
-
-def _mailable(cohort: Cohort):
-    """The cohort's enrollments that may be mailed: confirmed, subscribed, active (not paused)."""
-    return Enrollment.objects.filter(
-        cohort=cohort, status=Enrollment.Status.ACTIVE,
-        learner__confirmed_at__isnull=False, learner__unsubscribed_at__isnull=True,
-    )
 
 
 def _learners_with_row(cohort: Cohort, kind: str, week_number: int) -> set[int]:
@@ -169,7 +162,7 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow
         has_template = email_template_for(cohort, kind, week_number) is not None
         moment_week = week_number or cohort.course.week_count + 1
         done = _learners_with_row(cohort, kind, week_number)
-        learners = _mailable(cohort).values_list("learner_id", "learner__timezone")
+        learners = enrollments_mailable(cohort).values_list("learner_id", "learner__timezone")
         for learner_id, timezone_name in learners.iterator(chunk_size=PLAN_BATCH):
             if learner_id in done:
                 continue
@@ -180,7 +173,7 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow
     for kind, since in [(EmailKind.WELCOME, "learner__confirmed_at"), (EmailKind.GROUP_INTRO, "grouped_at")]:
         has_template = email_template_for(cohort, kind, 0) is not None
         done = _learners_with_row(cohort, kind, 0)
-        learners = _mailable(cohort).filter(**{f"{since}__gte": recent}).values_list("learner_id", since)
+        learners = enrollments_mailable(cohort).filter(**{f"{since}__gte": recent}).values_list("learner_id", since)
         for learner_id, due_at in learners.iterator(chunk_size=PLAN_BATCH):
             if learner_id not in done and due_at <= now:
                 yield row(learner_id, kind, 0, due_at, has_template)
@@ -371,13 +364,7 @@ def deliveries_send(ids: list[int], now: datetime.datetime | None = None) -> Sen
     ):
         return report
     rows = list(Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING).select_related("cohort__course", "learner"))
-    enrollments = {
-        (enrollment.learner_id, enrollment.cohort_id): enrollment
-        for enrollment in Enrollment.objects.filter(
-            learner__in={row.learner_id for row in rows}, cohort__in={row.cohort_id for row in rows},
-            status__in=Enrollment.CURRENT,
-        ).select_related("learner", "group")
-    }
+    enrollments = enrollments_current_of({row.learner_id for row in rows}, {row.cohort_id for row in rows})
     by_email: dict[tuple, list[tuple[Delivery, Enrollment]]] = defaultdict(list)
     for row in rows:
         enrollment = enrollments.get((row.learner_id, row.cohort_id))
@@ -387,13 +374,13 @@ def deliveries_send(ids: list[int], now: datetime.datetime | None = None) -> Sen
             report.skipped += 1
         else:
             by_email[(row.cohort, row.kind, row.week_number)].append((row, enrollment))
-    connection = get_connection()
+    mail_connection = get_connection()  # one connection to the provider for the whole chunk
     try:
-        connection.open()
+        mail_connection.open()
         for (cohort, kind, week_number), batch in by_email.items():
-            _send_batch(connection, cohort, kind, week_number, batch, report, now)
+            _send_batch(mail_connection, cohort, kind, week_number, batch, report, now)
     finally:
-        connection.close()
+        mail_connection.close()
     return report
 
 
@@ -480,7 +467,7 @@ def deliveries_send_week_now(cohort: Cohort, week_number: int, now: datetime.dat
             status=Delivery.Status.PENDING, due_at=now, next_attempt_at=None, queued_at=None, reason="sent now by an organizer"
         )
         done = _learners_with_row(cohort, EmailKind.WEEK, week_number)
-        missing = [learner_id for learner_id in _mailable(cohort).values_list("learner_id", flat=True) if learner_id not in done]
+        missing = [learner_id for learner_id in enrollments_mailable(cohort).values_list("learner_id", flat=True) if learner_id not in done]
         rows = [Delivery(learner_id=learner_id, cohort=cohort, kind=EmailKind.WEEK, week_number=week_number, due_at=now,
                          reason="sent now by an organizer") for learner_id in missing]
         Delivery.objects.bulk_create(rows, batch_size=5000, ignore_conflicts=True)

@@ -236,8 +236,3 @@ def email_render_parts(compiled: CompiledEmail, context: dict) -> RenderedParts:
     # A {% for %} around a list item repeats the list; consecutive lists join into one.
     html = _LIST_JOIN.sub("", compiled.html.render(context))
     return RenderedParts(subject=subject, text=text, html=html)
-
-
-def bare_render(compiled: CompiledEmail) -> str:
-    """The same body rendered with no learner data: the benchmark's baseline."""
-    return compiled.html.render({})

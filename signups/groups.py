@@ -32,7 +32,7 @@ from cohorts.selectors import cohort_has_groups, cohorts_due_for_group_formation
 from cohorts.services import cohort_lock, study_groups_create, study_groups_dissolve
 from signups.models import Enrollment
 
-GROUPED_STATUSES = (Enrollment.Status.ACTIVE, Enrollment.Status.PAUSED)
+GROUPED_STATUSES = Enrollment.GROUPED
 ASSIGN_BATCH = 50_000  # (enrollment, group) pairs per statement
 
 

@@ -83,6 +83,8 @@ class Enrollment(models.Model):
 
     # An enrollment in one of these is the learner's current one in its course.
     CURRENT = (Status.PENDING, Status.ACTIVE, Status.PAUSED)
+    # A confirmed learner in one of these is a member of their group (pausing emails keeps it).
+    GROUPED = (Status.ACTIVE, Status.PAUSED)
 
     learner = models.ForeignKey(Learner, on_delete=models.CASCADE, related_name="enrollments")
     course = models.ForeignKey(Course, on_delete=models.PROTECT, related_name="enrollments")

@@ -7,7 +7,7 @@ from django.db.models import Count, F, Q, QuerySet
 
 from cohorts.models import Cohort, Course
 from cohorts.selectors import cohorts_open_for_signup
-from signups.models import Enrollment, Learner, Suppression, email_digest, email_normalize
+from signups.models import Enrollment, Learner
 from signups.tokens import TokenInvalid, learner_token_read
 
 
@@ -46,15 +46,6 @@ def cohorts_to_switch_to(enrollment: Enrollment, today: datetime.date) -> QueryS
     return cohorts
 
 
-def address_is_suppressed(email: str) -> bool:
-    """Whether the address unsubscribed or was erased and has not confirmed anew since."""
-    return Suppression.objects.filter(email_digest=email_digest(email)).exists()
-
-
-def learner_by_email(email: str) -> Learner | None:
-    return Learner.objects.filter(email=email_normalize(email)).first()
-
-
 def enrollments_mailable(cohort: Cohort) -> QuerySet[Enrollment]:
     """The enrollments of a cohort that may be grouped and mailed: confirmed, subscribed, active."""
     return Enrollment.objects.filter(
@@ -83,7 +74,7 @@ def cohort_members_overview(cohort: Cohort) -> dict:
     from cohorts.selectors import study_groups_of
 
     members = (
-        Enrollment.objects.filter(cohort=cohort, status__in=["active", "paused"], learner__confirmed_at__isnull=False)
+        Enrollment.objects.filter(cohort=cohort, status__in=Enrollment.GROUPED, learner__confirmed_at__isnull=False)
         .select_related("learner")
         .order_by("learner__first_name", "pk")
     )
@@ -110,7 +101,7 @@ def group_members(group_ids) -> dict[int, list[dict]]:
     """The current members of groups, in one query: group id -> [{enrollment, first_name, timezone}]."""
     members: dict[int, list[dict]] = {group_id: [] for group_id in group_ids}
     rows = (
-        Enrollment.objects.filter(group__in=list(members), status__in=["active", "paused"], learner__confirmed_at__isnull=False)
+        Enrollment.objects.filter(group__in=list(members), status__in=Enrollment.GROUPED, learner__confirmed_at__isnull=False)
         .order_by("learner__first_name", "pk")
         .values_list("group_id", "pk", "learner__first_name", "learner__timezone")
     )
@@ -122,6 +113,15 @@ def group_members(group_ids) -> dict[int, list[dict]]:
 def enrollment_sample(cohort: Cohort) -> Enrollment | None:
     """A confirmed learner of the cohort to preview its emails with (one in a group, if any)."""
     enrollments = Enrollment.objects.filter(
-        cohort=cohort, status__in=["active", "paused"], learner__confirmed_at__isnull=False
+        cohort=cohort, status__in=Enrollment.GROUPED, learner__confirmed_at__isnull=False
     ).select_related("learner", "group", "cohort__course")
     return enrollments.filter(group__isnull=False).order_by("pk").first() or enrollments.order_by("pk").first()
+
+
+def enrollments_current_of(learner_ids, cohort_ids) -> dict[tuple[int, int], Enrollment]:
+    """The current enrollments of these learners in these cohorts, with learner and group
+    loaded, in one query: (learner id, cohort id) -> enrollment."""
+    enrollments = Enrollment.objects.filter(
+        learner__in=learner_ids, cohort__in=cohort_ids, status__in=Enrollment.CURRENT
+    ).select_related("learner", "group")
+    return {(enrollment.learner_id, enrollment.cohort_id): enrollment for enrollment in enrollments}
