@@ -101,7 +101,7 @@ def measure(size: int, database: str) -> None:
 
         with PeakMemory() as memory, CaptureQueriesContext(connection) as queries:
             started = time.perf_counter()
-            quality = cohort_groups_form(cohort)
+            quality = cohort_groups_form(cohort, now=now)
             seconds = time.perf_counter() - started
 
         grouped = Enrollment.objects.filter(group__isnull=False).count()

@@ -53,7 +53,7 @@ def main() -> None:
             [Enrollment(learner=learner, course=cohort.course, cohort=cohort, status="active") for learner in learners],
             batch_size=5000,
         )
-        cohort_groups_form(cohort)
+        cohort_groups_form(cohort, now=now)
 
         with CaptureQueriesContext(connection) as queries:
             version = email_template_for(cohort, EmailKind.WEEK, 1).current_version

@@ -176,7 +176,7 @@ def _cohort_with_learners(course, size: int, slug: str):
         [Enrollment(learner=learner, course=course, cohort=cohort, status="active") for learner in learners],
         batch_size=5000,
     )
-    cohort_groups_form(cohort)
+    cohort_groups_form(cohort, now=timezone.now())
     Enrollment.objects.filter(cohort=cohort).update(grouped_at=None)  # no group introduction due
     # The statistics autovacuum keeps in production (a server may run without it): with none,
     # PostgreSQL plans dispatch's "no ledger row yet" anti-join as a nested loop over the ledger.

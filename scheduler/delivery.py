@@ -117,15 +117,15 @@ class PlannedRow(NamedTuple):
     reason: str
 
 
-def _ledger_insert(cohort: Cohort, rows: list[PlannedRow]) -> None:
-    """Insert planned rows; a row that exists already is left alone (the unique constraint).
+def _ledger_insert(cohort: Cohort, rows: list[PlannedRow], now: datetime.datetime) -> None:
+    """Insert rows planned at `now`; a row that exists already is left alone (the unique constraint).
 
     On PostgreSQL one INSERT ... SELECT FROM unnest(...) per batch: building a model instance
     per row for bulk_create cost most of a 100,000-learner dispatch.
     """
     if connection.vendor != "postgresql":
         Delivery.objects.bulk_create(
-            [Delivery(cohort=cohort, **row._asdict()) for row in rows], batch_size=1000, ignore_conflicts=True
+            [Delivery(cohort=cohort, created_at=now, **row._asdict()) for row in rows], batch_size=1000, ignore_conflicts=True
         )
         return
     columns = list(zip(*rows))
@@ -138,7 +138,7 @@ def _ledger_insert(cohort: Cohort, rows: list[PlannedRow]) -> None:
             " FROM unnest(%s::bigint[], %s::text[], %s::integer[], %s::text[], %s::timestamptz[], %s::text[])"
             " AS planned(learner_id, kind, week_number, status, due_at, reason)"
             " ON CONFLICT DO NOTHING",
-            [cohort.pk, created := timezone.now(), created, *[list(column) for column in columns]],
+            [cohort.pk, now, now, *[list(column) for column in columns]],
         )
 
 
@@ -233,10 +233,10 @@ def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> Dispat
             if not dry_run:
                 batch.append(planned)
                 if len(batch) >= PLAN_BATCH:
-                    _ledger_insert(cohort, batch)
+                    _ledger_insert(cohort, batch, now)
                     batch = []
         if batch:
-            _ledger_insert(cohort, batch)
+            _ledger_insert(cohort, batch, now)
     ready = _ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - QUEUE_AGAIN_AFTER))
     for group in ready.order_by().values("cohort__slug", "kind", "week_number").annotate(count=Count("pk")):
         report.ready[(group["cohort__slug"], group["kind"], group["week_number"])] += group["count"]
@@ -469,6 +469,6 @@ def deliveries_send_week_now(cohort: Cohort, week_number: int, now: datetime.dat
         done = _learners_with_row(cohort, EmailKind.WEEK, week_number)
         missing = [learner_id for learner_id in enrollments_mailable(cohort).values_list("learner_id", flat=True) if learner_id not in done]
         rows = [Delivery(learner_id=learner_id, cohort=cohort, kind=EmailKind.WEEK, week_number=week_number, due_at=now,
-                         reason="sent now by an organizer") for learner_id in missing]
+                         created_at=now, reason="sent now by an organizer") for learner_id in missing]
         Delivery.objects.bulk_create(rows, batch_size=5000, ignore_conflicts=True)
     return revived + len(rows)

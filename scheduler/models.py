@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 WORKER_HEARTBEAT = "worker"
@@ -126,7 +127,9 @@ class Delivery(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True)
     reason = models.TextField(blank=True, help_text="Why it was skipped, or the last error.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The moment of the dispatch pass that put the row in the ledger, which the pass is given
+    # (as every time it writes), rather than the clock at the insert.
+    created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

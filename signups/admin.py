@@ -268,7 +268,7 @@ def cohort_learners_section(cohort, today) -> dict:
 def form_groups(modeladmin, request, queryset):
     for cohort in queryset:
         try:
-            quality = cohort_groups_form(cohort)
+            quality = cohort_groups_form(cohort, now=timezone.now())
         except (GroupsExist, NoLearnersToGroup) as refusal:
             modeladmin.message_user(request, str(refusal), messages.WARNING)
         else:

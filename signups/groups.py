@@ -99,8 +99,8 @@ def _assign(enrollment_ids_by_group: dict[int, list[int]], now: datetime.datetim
                 return
 
 
-def cohort_groups_form(cohort: Cohort, seed: int | None = None) -> FormationQuality:
-    """Form the cohort's study groups and return the formation's quality report.
+def cohort_groups_form(cohort: Cohort, now: datetime.datetime, seed: int | None = None) -> FormationQuality:
+    """Form the cohort's study groups as of `now` and return the formation's quality report.
 
     Transactional, with the cohort locked. Deterministic for a seed (default: the cohort's
     id). Raises GroupsExist when the cohort has groups, NoLearnersToGroup when nobody is
@@ -118,12 +118,12 @@ def cohort_groups_form(cohort: Cohort, seed: int | None = None) -> FormationQual
             seed=cohort.pk if seed is None else seed,
         )
         groups = study_groups_create(cohort, [group_centre_offset([m.utc_offset for m in members]) for members in formed])
-        _assign({group.pk: [member.key for member in members] for group, members in zip(groups, formed)}, timezone.now())
+        _assign({group.pk: [member.key for member in members] for group, members in zip(groups, formed)}, now)
     return formation_quality({group: members for group, members in zip(groups, formed)}, learners=len(candidates))
 
 
-def enrollment_group_place(enrollment: Enrollment) -> StudyGroup | None:
-    """Put a learner who arrives after formation into a group: never leave them without one.
+def enrollment_group_place(enrollment: Enrollment, now: datetime.datetime) -> StudyGroup | None:
+    """Put a learner who arrives after formation (at `now`) into a group: never leave them without one.
 
     The group of their time band that has room, or a new group when none has. Nothing when
     the cohort's groups are not formed yet (formation will take them), when they want no
@@ -142,7 +142,7 @@ def enrollment_group_place(enrollment: Enrollment) -> StudyGroup | None:
         members = _members_by_group(cohort)
         target = group_for_late_joiner(offset, {key: [m.utc_offset for m in group] for key, group in members.items()}, cohort.group_size_max)
         group = StudyGroup.objects.get(pk=target) if target else study_groups_create(cohort, [offset])[0]
-        Enrollment.objects.filter(pk=current.pk).update(group=group, grouped_at=timezone.now())
+        Enrollment.objects.filter(pk=current.pk).update(group=group, grouped_at=now)
     enrollment.group = group
     return group
 
@@ -175,7 +175,7 @@ def cohort_groups_reform(cohort: Cohort, now: datetime.datetime) -> Reform:
         study_groups_dissolve(dissolved, now)
         ungrouped = _groupable(cohort).exclude(group__in=[key for key in groups if key not in dissolved])
         for enrollment in ungrouped.select_related("learner"):
-            enrollment_group_place(enrollment)
+            enrollment_group_place(enrollment, now)
     return Reform(moved=len(moves), dissolved=sorted(groups[key].name for key in dissolved))
 
 
@@ -187,16 +187,16 @@ def cohort_groups_quality(cohort: Cohort) -> FormationQuality:
     return formation_quality({groups[key]: group for key, group in members.items()}, learners=learners)
 
 
-def cohorts_groups_form_due(today: datetime.date) -> dict[Cohort, FormationQuality | str]:
-    """Form the groups of every cohort whose formation date has come and that has none yet.
+def cohorts_groups_form_due(now: datetime.datetime) -> dict[Cohort, FormationQuality | str]:
+    """Form the groups of every cohort whose formation date has come by `now` and that has none yet.
 
     Safe to run again at any time (a cohort with groups is no longer due). Returns, per
     cohort tried, its quality report or why nothing was formed.
     """
     results: dict[Cohort, FormationQuality | str] = {}
-    for cohort in cohorts_due_for_group_formation(today):
+    for cohort in cohorts_due_for_group_formation(timezone.localdate(now)):
         try:
-            results[cohort] = cohort_groups_form(cohort)
+            results[cohort] = cohort_groups_form(cohort, now)
         except (GroupsExist, NoLearnersToGroup) as reason:
             results[cohort] = str(reason)
     return results

@@ -131,7 +131,7 @@ def learners_import(cohort: Cohort, text: str, confirmed: bool, now: datetime.da
             if enrollment.status == Enrollment.Status.PENDING and learner.confirmation_sent_at == now:
                 to_confirm.append((learner, enrollment))
             elif enrollment.status == Enrollment.Status.ACTIVE and groups_formed:
-                enrollment_group_place(enrollment)  # when the cohort's groups are formed already
+                enrollment_group_place(enrollment, now)  # when the cohort's groups are formed already
         if dry_run:
             transaction.set_rollback(True)
     if not dry_run:

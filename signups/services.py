@@ -218,7 +218,7 @@ def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
         Suppression.objects.filter(email_digest=email_digest(learner.email)).delete()
         enrollment.status = Enrollment.Status.ACTIVE
         enrollment.save(update_fields=["status", "updated_at"])
-        enrollment_group_place(enrollment)  # when the cohort's groups are formed already
+        enrollment_group_place(enrollment, now)  # when the cohort's groups are formed already
     return Confirmation(enrollment, already_confirmed=False)
 
 
@@ -246,7 +246,7 @@ def _enrollment_move(enrollment: Enrollment, cohort: Cohort, now: datetime.datet
             learner_id=current.learner_id, course_id=current.course_id, cohort=cohort,
             status=enrollment.status, wants_group=current.wants_group,
         )
-        enrollment_group_place(moved)  # when the new cohort's groups are formed already
+        enrollment_group_place(moved, now)  # when the new cohort's groups are formed already
         return moved
 
 

@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 
 @shared_task
 def groups_form_due() -> None:
-    for cohort, outcome in cohorts_groups_form_due(timezone.now().date()).items():
+    for cohort, outcome in cohorts_groups_form_due(timezone.now()).items():
         if isinstance(outcome, str):
             logger.info("Groups not formed for %s: %s", cohort, outcome)
         else:

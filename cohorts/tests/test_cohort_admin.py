@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 
 def cohort_form(course, **changes):
-    start = timezone.now().date() + datetime.timedelta(weeks=3)
+    start = timezone.localdate() + datetime.timedelta(weeks=3)  # the test's clock (mooc.testing.clock)
     data = {
         "course": course.pk, "name": "Spring round", "slug": "spring-round", "start_date": start, "capacity": "",
         "signup_opens_on": start - datetime.timedelta(weeks=3), "signup_closes_on": start,
@@ -63,8 +63,8 @@ def test_signup_cannot_close_after_the_last_week(admin_client):
     assert "Signup cannot close after the cohort's last week" in " ".join(field_errors(response)["signup_closes_on"])
 
 
-def test_a_running_cohort_can_still_be_edited(admin_client):
-    cohort = CohortFactory(start_date=timezone.now().date() - datetime.timedelta(weeks=2))
+def test_a_running_cohort_can_still_be_edited(admin_client, clock):
+    cohort = CohortFactory(start_date=clock.today() - datetime.timedelta(weeks=2))
     data = cohort_form(cohort.course, slug=cohort.slug, start_date=cohort.start_date,
                        signup_opens_on=cohort.signup_opens_on, signup_closes_on=cohort.signup_closes_on, name="Renamed")
     response = admin_client.post(reverse("admin:cohorts_cohort_change", args=[cohort.pk]), data)
@@ -99,8 +99,8 @@ def test_start_the_next_round_copies_the_settings(admin_client):
     assert new.slug == f"{cohort.course.slug}-2026-12-28"
 
 
-def test_close_signup_now(admin_client):
-    today = timezone.now().date()
+def test_close_signup_now(admin_client, clock):
+    today = clock.today()
     cohort = CohortFactory(start_date=today + datetime.timedelta(days=10), signup_opens_on=today)
     admin_client.post(reverse("admin:cohorts_cohort_changelist"), {"action": "close_signup", ACTION_CHECKBOX_NAME: [cohort.pk]})
     cohort.refresh_from_db()

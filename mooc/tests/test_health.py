@@ -4,7 +4,6 @@ import datetime
 
 import pytest
 from django.db import OperationalError, connection
-from django.utils import timezone
 
 from scheduler.services import heartbeat_record
 
@@ -51,15 +50,15 @@ def test_database_down(client, monkeypatch):
     assert "5432" not in response.content.decode()  # details go to the log, not to the public
 
 
-def test_the_worker_heartbeat_is_reported_but_does_not_fail_the_check(client, settings):
+def test_the_worker_heartbeat_is_reported_but_does_not_fail_the_check(client, settings, clock):
     settings.WORKER_HEARTBEAT_STALE_AFTER = 300
     assert client.get("/healthz").json()["worker"] == {"ok": False, "last_seen": None, "seconds_ago": None}
 
-    heartbeat_record(now=timezone.now() - datetime.timedelta(minutes=10))
+    heartbeat_record(now=clock.now() - datetime.timedelta(minutes=10))
     stale = client.get("/healthz")
     assert stale.status_code == 200
     assert stale.json()["worker"]["ok"] is False
     assert stale.json()["worker"]["seconds_ago"] >= 600
 
-    heartbeat_record(now=timezone.now())
+    heartbeat_record(now=clock.now())
     assert client.get("/healthz").json()["worker"]["ok"] is True

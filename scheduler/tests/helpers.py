@@ -21,6 +21,13 @@ def at(day: datetime.date, hour: int, minute: int = 0) -> datetime.datetime:
     return datetime.datetime.combine(day, datetime.time(hour, minute), tzinfo=UTC)
 
 
+# Where the clock of a test with a cohort starting START begins (`pytest.mark.clock`): noon
+# UTC on the Monday before, while signup is open. Learners the factories confirm then had
+# their welcome due that day, so by week 1 it is too late to send (skipped), unless a test
+# confirms them at another moment.
+BEFORE_START = at(START - datetime.timedelta(weeks=1), 12)
+
+
 def provider_error(status: int, reason: str) -> AnymailAPIError:
     """What Anymail raises when the provider answers `status`."""
     import requests

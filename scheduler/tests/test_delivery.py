@@ -21,12 +21,12 @@ from scheduler.delivery import (
 )
 from scheduler.due import cohort_week_due
 from scheduler.models import Delivery, EmailKind, EmailTemplate
-from signups.models import Enrollment, Learner, Suppression
+from signups.models import Learner, Suppression
 from signups.services import enrollment_leave, enrollment_pause, enrollment_switch_cohort, learner_erase, learner_unsubscribe
 
-from scheduler.tests.helpers import START, at, learner_in, provider_error, run_pass, weekly
+from scheduler.tests.helpers import BEFORE_START, START, at, learner_in, provider_error, run_pass, weekly
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.clock(BEFORE_START)]
 
 # --- When ------------------------------------------------------------------------------------------
 
@@ -128,8 +128,7 @@ def test_welcome_and_group_introduction_go_through_the_ledger(cohort):
 
     for _ in range(6):
         learner_in(cohort, learner__confirmed_at=at(START, 0) - datetime.timedelta(days=1))
-    cohort_groups_form(cohort)
-    Enrollment.objects.update(grouped_at=at(START, 0) - datetime.timedelta(hours=12))
+    cohort_groups_form(cohort, now=at(START, 0) - datetime.timedelta(hours=12))
 
     run_pass(at(START, 1))
 
@@ -382,16 +381,14 @@ def test_send_due_refuses_a_malformed_moment():
         call_command("send_due", "--now", "next monday")
 
 
-def test_overdue_emails_show_on_healthz_and_in_the_log(cohort, client, caplog):
-    import time_machine
-
+def test_overdue_emails_show_on_healthz_and_in_the_log(cohort, client, caplog, clock):
     learner_in(cohort, learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
     deliveries_dispatch(at(START, 9))  # due at 09:00 in Lisbon: in the ledger, but no worker picks it up
 
     assert deliveries_overdue(at(START, 9, 59)) == 0
     assert deliveries_overdue(at(START, 10, 1)) == 1
-    with time_machine.travel(at(START, 11, 30), tick=False):
-        body = client.get("/healthz").json()
+    clock.move_to(at(START, 11, 30))
+    body = client.get("/healthz").json()
     assert body["deliveries"] == {"ok": False, "overdue": 1}
     assert body["status"] == "ok"  # the site itself works
     deliveries_dispatch(at(START, 11, 31))
@@ -399,13 +396,13 @@ def test_overdue_emails_show_on_healthz_and_in_the_log(cohort, client, caplog):
 
 
 def test_a_catch_up_just_put_in_the_ledger_is_not_overdue_yet(cohort):
-    import time_machine
-
     learner_in(cohort, learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
-    with time_machine.travel(at(START + datetime.timedelta(days=2), 9), tick=False):
-        deliveries_dispatch(at(START + datetime.timedelta(days=2), 9))  # two days late, queued now
-        assert deliveries_overdue(at(START + datetime.timedelta(days=2), 9)) == 0
-    assert deliveries_overdue(at(START + datetime.timedelta(days=2), 10, 1)) == 1  # an hour on, still unsent
+    two_days_late = at(START + datetime.timedelta(days=2), 9)
+    deliveries_dispatch(two_days_late)  # week 1, two days late, put in the ledger now
+
+    assert deliveries_overdue(two_days_late) == 0
+    assert deliveries_overdue(two_days_late + datetime.timedelta(minutes=59)) == 0
+    assert deliveries_overdue(two_days_late + datetime.timedelta(hours=1, minutes=1)) == 1  # an hour on, still unsent
 
 
 def test_a_chunk_loads_its_data_in_the_same_queries_whatever_its_size(cohort):
@@ -427,10 +424,10 @@ def test_a_chunk_loads_its_data_in_the_same_queries_whatever_its_size(cohort):
 
 def test_the_provider_rate_limit_is_shared_through_the_cache(settings, monkeypatch):
     settings.EMAIL_SEND_RATE_PER_SECOND = 3
-    clock = {"now": 1_000_000.0}
+    seconds = {"now": 1_000_000.0}  # a fake time.time() that only sleeping moves
     naps = []
-    monkeypatch.setattr(delivery.time, "time", lambda: clock["now"])
-    monkeypatch.setattr(delivery.time, "sleep", lambda seconds: naps.append(seconds) or clock.update(now=clock["now"] + seconds))
+    monkeypatch.setattr(delivery.time, "time", lambda: seconds["now"])
+    monkeypatch.setattr(delivery.time, "sleep", lambda nap: naps.append(nap) or seconds.update(now=seconds["now"] + nap))
 
     for _ in range(7):
         delivery.provider_rate_wait()

@@ -7,9 +7,9 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
 from scheduler.models import Delivery, EmailKind
-from scheduler.tests.helpers import START, at, learner_in, provider_error, run_pass
+from scheduler.tests.helpers import BEFORE_START, START, at, learner_in, provider_error, run_pass
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.clock(BEFORE_START)]
 
 
 def test_the_cohort_page_shows_each_week_and_the_failed_rows(admin_client, cohort, provider):

@@ -3,7 +3,6 @@
 import datetime
 
 import pytest
-from django.utils import timezone
 
 from mooc.celery import app as celery_app
 from mooc.testing.fixtures import wait_for
@@ -35,9 +34,9 @@ def test_status_turns_stale_after_the_configured_time(settings):
 
 
 @pytest.mark.django_db
-def test_the_task_records_the_heartbeat():
+def test_the_task_records_the_heartbeat(clock):
     heartbeat.apply()
-    assert Heartbeat.objects.get().seen_at <= timezone.now()
+    assert Heartbeat.objects.get().seen_at <= clock.now()
 
 
 def test_beat_schedules_a_task_the_worker_knows():
@@ -57,10 +56,10 @@ def test_celery_is_configured_for_idempotent_tasks(settings):
 
 
 @pytest.mark.celery_worker
-def test_a_real_worker_runs_the_task_on_redis_and_writes_to_postgresql(celery_worker_queue):
+def test_a_real_worker_runs_the_task_on_redis_and_writes_to_postgresql(celery_worker_queue, clock):
     heartbeat.apply_async(queue=celery_worker_queue)
 
     recorded = wait_for(lambda: Heartbeat.objects.filter(name="worker").first(), timeout=60)
 
     assert recorded is not None, "the worker did not record the heartbeat within 60 seconds"
-    assert timezone.now() - recorded.seen_at < datetime.timedelta(minutes=1)
+    assert clock.now() - recorded.seen_at < datetime.timedelta(minutes=1)

@@ -261,7 +261,7 @@ def test_a_cohorts_override_wins_over_the_course_template(demo):
     assert email_template_for(round_2, EmailKind.WEEK, 3) == week_template(demo, 3)
 
 
-def test_contexts_for_many_learners_cost_a_fixed_number_of_queries(demo):
+def test_contexts_for_many_learners_cost_a_fixed_number_of_queries(demo, clock):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -271,7 +271,7 @@ def test_contexts_for_many_learners_cost_a_fixed_number_of_queries(demo):
 
     cohort = Cohort.objects.select_related("course").get(slug="gentle-python-round-2")
     EnrollmentFactory.create_batch(30, cohort=cohort, learner__timezone="Europe/Lisbon")
-    cohort_groups_form(cohort)
+    cohort_groups_form(cohort, now=clock.now())
     week = week_context(Week.objects.get(course=demo, number=1), 8)
 
     def contexts(count):

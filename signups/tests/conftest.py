@@ -2,7 +2,6 @@ import datetime
 
 import pytest
 from django.core.cache import cache
-from django.utils import timezone
 
 from cohorts.tests.factories import CohortFactory, CourseFactory
 
@@ -16,8 +15,8 @@ def empty_cache():
 
 
 @pytest.fixture
-def today():
-    return timezone.now().date()
+def today(clock):
+    return clock.today()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import threading
 import pytest
 from django.core import mail
 from django.db import connection
-from django.utils import timezone
 
 from signups.models import Enrollment, Learner
 from signups.services import Signup, learner_signup
@@ -14,7 +13,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.mark.parametrize("known", [False, True], ids=["new address", "known address"])
-def test_simultaneous_signups_for_one_address_make_one_learner(next_cohort, later_cohort, known):
+def test_simultaneous_signups_for_one_address_make_one_learner(next_cohort, later_cohort, known, clock):
     if known:  # signed up before, unconfirmed, since left: the signups race for its new enrollment
         Learner.objects.create(email="twin@example.org", timezone="UTC", experience="none")
     start = threading.Barrier(4)
@@ -26,7 +25,7 @@ def test_simultaneous_signups_for_one_address_make_one_learner(next_cohort, late
             learner_signup(
                 Signup(email=email, first_name="Twin", timezone="UTC", experience="none", wants_group=True,
                        course=cohort.course, cohort=cohort),
-                now=timezone.now(),
+                now=clock.now(),
             )
         except Exception as error:  # noqa: BLE001 - reported below, with the thread's error
             errors.append(error)

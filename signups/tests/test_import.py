@@ -7,7 +7,6 @@ import pytest
 from django.core import mail
 from django.core.management import CommandError, call_command
 from django.urls import reverse
-from django.utils import timezone
 
 from signups.imports import ImportFileError, learners_import
 from signups.models import Enrollment, Learner
@@ -30,8 +29,8 @@ CSV = textwrap.dedent(
 )
 
 
-def test_rows_are_added_or_refused_with_their_row_number_and_reason(next_cohort):
-    report = learners_import(next_cohort, CSV, confirmed=False, now=timezone.now())
+def test_rows_are_added_or_refused_with_their_row_number_and_reason(next_cohort, clock):
+    report = learners_import(next_cohort, CSV, confirmed=False, now=clock.now())
 
     assert (report.added, report.updated) == (2, 0)
     assert report.refused == [
@@ -47,8 +46,8 @@ def test_rows_are_added_or_refused_with_their_row_number_and_reason(next_cohort)
     assert sorted(message.to[0] for message in mail.outbox) == ["ada@example.org", "grace@example.org"]
 
 
-def test_a_file_marked_confirmed_needs_no_confirmation(next_cohort):
-    report = learners_import(next_cohort, CSV, confirmed=True, now=timezone.now())
+def test_a_file_marked_confirmed_needs_no_confirmation(next_cohort, clock):
+    report = learners_import(next_cohort, CSV, confirmed=True, now=clock.now())
 
     assert report.added == 2
     assert set(Enrollment.objects.values_list("status", flat=True)) == {"active"}
@@ -56,27 +55,27 @@ def test_a_file_marked_confirmed_needs_no_confirmation(next_cohort):
     assert not mail.outbox
 
 
-def test_a_dry_run_reports_the_same_and_saves_nothing(next_cohort):
-    preview = learners_import(next_cohort, CSV, confirmed=False, now=timezone.now(), dry_run=True)
-    real = learners_import(next_cohort, CSV, confirmed=False, now=timezone.now())
+def test_a_dry_run_reports_the_same_and_saves_nothing(next_cohort, clock):
+    preview = learners_import(next_cohort, CSV, confirmed=False, now=clock.now(), dry_run=True)
+    real = learners_import(next_cohort, CSV, confirmed=False, now=clock.now())
 
     assert (preview.added, preview.updated, preview.refused) == (real.added, real.updated, real.refused)
     assert len(mail.outbox) == 2  # only from the real run
 
 
-def test_existing_learners_are_updated_and_nobody_who_left_is_put_back(next_cohort, later_cohort):
+def test_existing_learners_are_updated_and_nobody_who_left_is_put_back(next_cohort, later_cohort, clock):
     EnrollmentFactory(cohort=next_cohort, learner__email="ada@example.org", learner__first_name="A.")
     EnrollmentFactory(cohort=later_cohort, learner__email="grace@example.org")
     left = LearnerFactory(email="alan@example.org")
     EnrollmentFactory(learner=left, cohort=next_cohort, status="left")
     unsubscribed = LearnerFactory(email="joan@example.org")
-    learner_unsubscribe(unsubscribed, now=timezone.now())
+    learner_unsubscribe(unsubscribed, now=clock.now())
     csv_text = "email,timezone,experience,first_name\n" + "\n".join(
         f"{email},UTC,some,{name}" for email, name in
         [("ada@example.org", "Ada"), ("grace@example.org", "Grace"), ("alan@example.org", "Alan"), ("joan@example.org", "Joan")]
     )
 
-    report = learners_import(next_cohort, csv_text, confirmed=True, now=timezone.now())
+    report = learners_import(next_cohort, csv_text, confirmed=True, now=clock.now())
 
     assert (report.added, report.updated) == (0, 2)
     assert Learner.objects.get(email="ada@example.org").first_name == "Ada"
@@ -89,9 +88,9 @@ def test_existing_learners_are_updated_and_nobody_who_left_is_put_back(next_coho
     assert [message.to for message in mail.outbox] == [["alan@example.org"]]
 
 
-def test_a_file_without_the_required_columns_is_refused_whole(next_cohort):
+def test_a_file_without_the_required_columns_is_refused_whole(next_cohort, clock):
     with pytest.raises(ImportFileError, match="missing: experience, timezone"):
-        learners_import(next_cohort, "email,first_name\na@example.org,A\n", confirmed=False, now=timezone.now())
+        learners_import(next_cohort, "email,first_name\na@example.org,A\n", confirmed=False, now=clock.now())
 
 
 def test_the_command_prints_what_it_did(next_cohort, tmp_path):
@@ -148,7 +147,7 @@ def test_the_admin_refuses_a_file_that_is_not_a_learners_csv(admin_client, next_
     assert not Learner.objects.exists()
 
 
-def test_each_row_costs_a_fixed_number_of_queries(next_cohort, django_assert_num_queries):
+def test_each_row_costs_a_fixed_number_of_queries(next_cohort, django_assert_num_queries, clock):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -156,9 +155,9 @@ def test_each_row_costs_a_fixed_number_of_queries(next_cohort, django_assert_num
         return "email,timezone,experience\n" + "".join(f"l{n}@example.org,UTC,none\n" for n in range(start, start + count))
 
     with CaptureQueriesContext(connection) as ten:
-        learners_import(next_cohort, rows(0, 10), confirmed=False, now=timezone.now())
+        learners_import(next_cohort, rows(0, 10), confirmed=False, now=clock.now())
     with CaptureQueriesContext(connection) as thirty:
-        learners_import(next_cohort, rows(100, 30), confirmed=False, now=timezone.now())
+        learners_import(next_cohort, rows(100, 30), confirmed=False, now=clock.now())
 
     # Two inserts per new learner (learner, enrollment); the lookups are done once per file.
     assert len(thirty) - len(ten) == 2 * 20

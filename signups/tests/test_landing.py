@@ -3,15 +3,15 @@
 import datetime
 
 import pytest
-import time_machine
 from django.urls import reverse
 
 from cohorts.models import Course
 from cohorts.services import demo_load
 
-pytestmark = pytest.mark.django_db
-
 SATURDAY = datetime.datetime(2026, 11, 21, 12, 0, tzinfo=datetime.UTC)
+
+# The demo's rounds are planned from SATURDAY, and the page is read on that day.
+pytestmark = [pytest.mark.django_db, pytest.mark.clock(SATURDAY)]
 
 
 @pytest.fixture
@@ -20,7 +20,6 @@ def demo_course():
     return Course.objects.get(slug="gentle-python")
 
 
-@time_machine.travel(SATURDAY, tick=False)
 def test_every_week_and_every_link_is_shown(client, demo_course):
     response = client.get(reverse("signups:landing"))
 
@@ -36,7 +35,6 @@ def test_every_week_and_every_link_is_shown(client, demo_course):
         assert f'href="{link["url"]}"' in page
 
 
-@time_machine.travel(SATURDAY, tick=False)
 def test_how_the_course_works_and_the_next_round(client, demo_course):
     page = client.get("/").content.decode()
 
@@ -48,7 +46,6 @@ def test_how_the_course_works_and_the_next_round(client, demo_course):
     assert "Round 1</strong>" not in page  # running, signup closed
 
 
-@time_machine.travel(SATURDAY, tick=False)
 def test_the_page_costs_a_fixed_number_of_queries(client, demo_course, django_assert_num_queries):
     # the next open cohort, the course, its weeks, the course's open cohorts
     with django_assert_num_queries(4):
@@ -62,7 +59,6 @@ def test_a_site_without_a_course_says_so(client):
     assert "No course yet" in response.content.decode()
 
 
-@time_machine.travel(SATURDAY, tick=False)
 def test_the_stylesheet_is_served_from_the_site(client, demo_course):
     page = client.get("/").content.decode()
     assert 'href="/static/css/site.css"' in page

@@ -9,10 +9,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def demo_course():
-    from django.utils import timezone
-
-    demo_load(today=timezone.now().date())
+def demo_course(clock):
+    demo_load(today=clock.today())
     return Course.objects.prefetch_related("weeks").get(slug="gentle-python")
 
 

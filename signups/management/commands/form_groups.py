@@ -23,7 +23,7 @@ class Command(BaseCommand):
             quality = cohort_groups_quality(cohort)
         else:
             try:
-                quality = cohort_groups_form(cohort, seed=seed)
+                quality = cohort_groups_form(cohort, now=timezone.now(), seed=seed)
             except GroupsExist:
                 raise CommandError(f"{cohort} has groups already. Use --reform to merge groups that shrank.") from None
             except NoLearnersToGroup:
