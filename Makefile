@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench browser clean-venv
+.PHONY: run test bench browser migrations-check clean-venv
 
 run: $(INSTALLED) .env
 	$(BIN)/python manage.py migrate --no-input
@@ -17,6 +17,10 @@ run: $(INSTALLED) .env
 
 test: $(INSTALLED) browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Fails when a model changed without its migration (CI runs it).
+migrations-check: $(INSTALLED)
+	DJANGO_READ_DOT_ENV=false DEBUG=true $(BIN)/python manage.py makemigrations --check --dry-run
 
 bench: $(INSTALLED)
 	@for benchmark in bench/bench_*.py; do $(BIN)/python "$$benchmark" || exit 1; done

@@ -1,6 +1,7 @@
 import datetime
 
 import factory
+from django.utils import timezone
 
 from cohorts.models import Cohort, Course, Week
 
@@ -31,6 +32,12 @@ class WeekFactory(factory.django.DjangoModelFactory):
     project_url = ""
 
 
+def monday_after_next() -> datetime.date:
+    """A default start date that is always ahead: read from the test's clock (mooc.testing.clock)."""
+    today = timezone.localdate()
+    return today + datetime.timedelta(days=7 - today.weekday(), weeks=1)
+
+
 class CohortFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Cohort
@@ -38,6 +45,6 @@ class CohortFactory(factory.django.DjangoModelFactory):
     course = factory.SubFactory(CourseFactory)
     name = factory.Sequence(lambda n: f"Round {n}")
     slug = factory.Sequence(lambda n: f"round-{n}")
-    start_date = datetime.date(2026, 11, 30)
+    start_date = factory.LazyFunction(monday_after_next)  # open for signup today
     signup_opens_on = factory.LazyAttribute(lambda cohort: cohort.start_date - datetime.timedelta(weeks=4))
     signup_closes_on = factory.LazyAttribute(lambda cohort: cohort.start_date + datetime.timedelta(days=6))

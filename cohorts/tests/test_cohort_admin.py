@@ -80,6 +80,7 @@ def test_status_follows_the_dates():
     assert cohort.status_on(datetime.date(2027, 2, 1)) == CohortStatus.FINISHED
 
 
+@pytest.mark.clock("2026-11-21T12:00:00Z")  # a week before the first round starts
 def test_start_the_next_round_copies_the_settings(admin_client):
     cohort = CohortFactory(
         capacity=200, send_weekday=2, group_size_target=8, group_size_min=5, group_size_max=12,

@@ -15,7 +15,8 @@ from cohorts.services import DEMO_COURSE_FILE, demo_load
 SATURDAY = datetime.date(2026, 11, 21)
 MONDAY = datetime.date(2026, 11, 23)
 
-pytestmark = pytest.mark.django_db
+# The demo is planned from SATURDAY; the clock starts then too.
+pytestmark = [pytest.mark.django_db, pytest.mark.clock(datetime.datetime.combine(SATURDAY, datetime.time(12), tzinfo=datetime.UTC))]
 
 
 def snapshot():

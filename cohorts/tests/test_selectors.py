@@ -5,9 +5,10 @@ import pytest
 from cohorts.selectors import cohorts_open_for_signup, course_featured
 from cohorts.tests.factories import CohortFactory, CourseFactory, WeekFactory
 
-pytestmark = pytest.mark.django_db
-
 TODAY = datetime.date(2026, 11, 21)
+
+# Cohorts here have fixed dates around TODAY; the clock (factories' defaults) starts on it too.
+pytestmark = [pytest.mark.django_db, pytest.mark.clock(datetime.datetime.combine(TODAY, datetime.time(12), tzinfo=datetime.UTC))]
 
 
 def test_signup_is_open_from_its_first_to_its_last_day_inclusive():

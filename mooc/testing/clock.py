@@ -16,12 +16,18 @@ runs with --as-of.
 """
 
 import datetime
+import functools
+import sys
+import zoneinfo
 
 import pytest
 import time_machine
 from django.utils import timezone
 
 REAL_PROCESS_MARKERS = ("celery_worker",)
+# Where CI's second run is moved to: just after the clocks of one of these change.
+CLOCK_CHANGE_ZONES = ("Europe/Berlin", "America/New_York")
+UTC = datetime.UTC
 
 
 def parse_moment(text: str) -> datetime.datetime:
@@ -32,7 +38,7 @@ def parse_moment(text: str) -> datetime.datetime:
         raise ValueError(f"{text!r} is not an ISO 8601 moment (e.g. 2027-03-28T01:30:00Z)") from None
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone: add Z or an offset such as +01:00")
-    return moment.astimezone(datetime.UTC)
+    return moment.astimezone(UTC)
 
 
 def pytest_addoption(parser):
@@ -119,3 +125,48 @@ def clock(request):
     test_clock = Clock(starting_moment(request))
     yield test_clock
     test_clock.stop()
+
+
+# --- Clock changes ------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def offset_changes(zone_name: str, year: int) -> tuple[tuple[datetime.datetime, datetime.timedelta, datetime.timedelta], ...]:
+    """(moment in UTC, offset before, offset after) of every change of the zone's UTC offset in `year`."""
+    zone = zoneinfo.ZoneInfo(zone_name)
+    changes = []
+    day = datetime.datetime(year, 1, 1, tzinfo=UTC)
+    while day.year == year:
+        following = day + datetime.timedelta(days=1)
+        before, after = day.astimezone(zone).utcoffset(), following.astimezone(zone).utcoffset()
+        if before != after:
+            low, high = day, following  # the offset is `before` at low and `after` at high
+            while high - low > datetime.timedelta(seconds=1):
+                middle = low + (high - low) / 2
+                if middle.astimezone(zone).utcoffset() == before:
+                    low = middle
+                else:
+                    high = middle
+            changes.append((high.replace(microsecond=0), before, after))
+        day = following
+    return tuple(changes)
+
+
+def clock_change_after(moment: datetime.datetime, days: int = 31) -> datetime.datetime:
+    """Half an hour after the first clock change in Europe or the US at least `days` after `moment`.
+
+    A run moved there (--as-of) starts on the far side of a daylight-saving change from today.
+    """
+    earliest = moment + datetime.timedelta(days=days)
+    changes = sorted(
+        change for zone_name in CLOCK_CHANGE_ZONES for year in (earliest.year, earliest.year + 1)
+        for change, _, _ in offset_changes(zone_name, year) if change >= earliest
+    )
+    return changes[0] + datetime.timedelta(minutes=30)
+
+
+if __name__ == "__main__":
+    # `python -m mooc.testing.clock next-change`: the moment CI's second run uses.
+    if sys.argv[1:] != ["next-change"]:
+        sys.exit("usage: python -m mooc.testing.clock next-change")
+    print(clock_change_after(datetime.datetime.now(UTC)).isoformat().replace("+00:00", "Z"))
