@@ -121,7 +121,7 @@ def starting_moment(request) -> datetime.datetime:
 
 @pytest.fixture(autouse=True)
 def clock(request):
-    """The test's clock (see this module's docstring); set before any other fixture of the test."""
+    """The test's clock (see this module's docstring); autouse, so it is set before the fixtures a test asks for."""
     test_clock = Clock(starting_moment(request))
     yield test_clock
     test_clock.stop()

@@ -30,6 +30,7 @@ def course(db):
 
 @pytest.fixture
 def cohort(course, provider):
+    """A round starting START; modules that use it start their clock at BEFORE_START (pytest.mark.clock)."""
     return Cohort.objects.create(
         course=course, name="Winter round", slug="winter", start_date=START,
         signup_opens_on=START - datetime.timedelta(weeks=4), signup_closes_on=START,
