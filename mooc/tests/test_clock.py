@@ -1,4 +1,8 @@
-"""The suite's clock (mooc/testing/clock.py): each test sets it, and --as-of moves a whole run."""
+"""The suite's clock (mooc/testing/clock.py): each test sets it, and --as-of moves a whole run.
+
+These tests read timezone.now() on purpose, to show that code under test sees the test's
+clock, and time-machine's escape hatch where they need the real one.
+"""
 
 import datetime
 import re
