@@ -89,7 +89,8 @@ def course_create_from_definition(definition: dict) -> tuple[Course, bool]:
     return course, True
 
 
-def _monday_after_next(today: datetime.date) -> datetime.date:
+def monday_after_next(today: datetime.date) -> datetime.date:
+    """The start of a round planned `today`: the Monday of the week after next."""
     next_monday = today + datetime.timedelta(days=7 - today.weekday())
     return next_monday + datetime.timedelta(weeks=1)
 
@@ -100,7 +101,7 @@ def demo_cohorts_plan(course: Course, today: datetime.date) -> list[Cohort]:
     Signup for each round runs from four weeks before its start through its first week.
     """
     running_start = today - datetime.timedelta(weeks=2)
-    next_start = _monday_after_next(today)
+    next_start = monday_after_next(today)
     return [
         Cohort(
             course=course,

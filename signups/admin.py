@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import OuterRef, Q, Subquery
 from django.shortcuts import redirect, render
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 
 from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response

@@ -4,6 +4,7 @@ import factory
 from django.utils import timezone
 
 from cohorts.models import Cohort, Course, Week
+from cohorts.services import monday_after_next
 
 
 class CourseFactory(factory.django.DjangoModelFactory):
@@ -32,12 +33,6 @@ class WeekFactory(factory.django.DjangoModelFactory):
     project_url = ""
 
 
-def monday_after_next() -> datetime.date:
-    """A default start date that is always ahead: read from the test's clock (mooc.testing.clock)."""
-    today = timezone.localdate()
-    return today + datetime.timedelta(days=7 - today.weekday(), weeks=1)
-
-
 class CohortFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Cohort
@@ -45,6 +40,7 @@ class CohortFactory(factory.django.DjangoModelFactory):
     course = factory.SubFactory(CourseFactory)
     name = factory.Sequence(lambda n: f"Round {n}")
     slug = factory.Sequence(lambda n: f"round-{n}")
-    start_date = factory.LazyFunction(monday_after_next)  # open for signup today
+    # Always ahead and open for signup, on the test's clock (mooc.testing.clock).
+    start_date = factory.LazyFunction(lambda: monday_after_next(timezone.localdate()))
     signup_opens_on = factory.LazyAttribute(lambda cohort: cohort.start_date - datetime.timedelta(weeks=4))
     signup_closes_on = factory.LazyAttribute(lambda cohort: cohort.start_date + datetime.timedelta(days=6))

@@ -10,7 +10,7 @@ from cohorts.tests.factories import CohortFactory
 from signups.groups import GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform
 from signups.models import Enrollment
 from signups.services import enrollment_confirm, enrollment_leave, enrollment_switch_cohort
-from signups.tests.factories import EnrollmentFactory, LearnerFactory
+from signups.tests.factories import EnrollmentFactory
 from signups.tokens import confirmation_token
 
 pytestmark = pytest.mark.django_db
