@@ -12,6 +12,7 @@ from cohorts.forms import LinkListField
 from cohorts.models import Cohort, CohortStatus, Course, StudyGroup, Week
 from cohorts.selectors import cohort_next_week_due
 from cohorts.services import cohort_close_signup, cohort_start_next
+from mooc.permissions import ActionPermissionsMixin, admin_action
 
 
 class WeekForm(forms.ModelForm):
@@ -81,8 +82,9 @@ def action_form_response(model_admin, request, queryset, form, *, action, title,
 class CohortPageSection:
     """A part of the cohort's admin page that another app contributes (learners, deliveries).
 
-    `context(cohort, today)` returns the template's context; cohorts itself knows nothing
-    of learners, so signups (and later the scheduler) register their sections here.
+    `context(cohort, today, user)` returns the template's context; cohorts itself knows nothing
+    of learners, so signups and the scheduler register their sections here. Each section shows
+    `user` only what their permissions allow (a Viewer sees counts, never a learner).
     """
 
     title: str
@@ -91,7 +93,7 @@ class CohortPageSection:
 
 
 @admin.register(Cohort)
-class CohortAdmin(admin.ModelAdmin):
+class CohortAdmin(ActionPermissionsMixin, admin.ModelAdmin):
     form = CohortForm
     list_display = ["name", "course", "status", "start_date", "signup_opens_on", "signup_closes_on", "capacity"]
     list_filter = ["course"]
@@ -127,12 +129,12 @@ class CohortAdmin(admin.ModelAdmin):
                 "next_week": next_week,
             }
             extra_context["cohort_sections"] = [
-                {"title": section.title, "template": section.template, **section.context(cohort, today)}
+                {"title": section.title, "template": section.template, **section.context(cohort, today, request.user)}
                 for section in self.page_sections
             ]
         return super().change_view(request, object_id, form_url, extra_context)
 
-    @admin.action(description="Start the next round (a copy, N weeks later)…")
+    @admin_action(permission="cohorts.start_next_round", description="Start the next round (a copy, N weeks later)…")
     def start_next_round(self, request, queryset):
         form = StartNextRoundForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
@@ -150,7 +152,7 @@ class CohortAdmin(admin.ModelAdmin):
             submit_label="Create the next round",
         )
 
-    @admin.action(description="Close signup now")
+    @admin_action(permission="cohorts.close_signup", description="Close signup now")
     def close_signup(self, request, queryset):
         today = timezone.now().date()
         closed = sum(cohort_close_signup(cohort, today) for cohort in queryset)

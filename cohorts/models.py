@@ -153,6 +153,12 @@ class Cohort(models.Model):
 
     class Meta:
         ordering = ["start_date", "name"]
+        # What changes a round's course for its learners; the actions declare them (mooc/permissions.py).
+        permissions = [
+            ("start_next_round", "Can start the next round of a cohort"),
+            ("close_signup", "Can close a cohort's signup now"),
+            ("pause_sending", "Can pause and resume a cohort's emails"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(signup_closes_on__gte=F("signup_opens_on")),
@@ -236,6 +242,7 @@ class StudyGroup(models.Model):
 
     class Meta:
         ordering = ["cohort", "number"]
+        permissions = [("form_groups", "Can form and re-form a cohort's study groups")]
         constraints = [
             models.UniqueConstraint(fields=["cohort", "number"], name="study_group_number_unique_in_cohort"),
         ]

@@ -1,8 +1,14 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class MoocConfig(AppConfig):
-    """The project package itself, installed only for its development commands (dev_admin)."""
+    """The project package itself: its development commands (dev_admin) and the staff roles."""
 
     name = "mooc"
     verbose_name = "Mechanical MOOC"
+
+    def ready(self):
+        from mooc.permissions import roles_sync_after_migrate
+
+        post_migrate.connect(roles_sync_after_migrate, sender=self, dispatch_uid="mooc.roles_sync")

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -15,6 +16,7 @@ from django.utils import timezone
 from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
 from cohorts.models import Cohort, Course
 from cohorts.services import cohort_sending_pause
+from mooc.permissions import admin_action
 from scheduler.delivery import deliveries_resend_failed, deliveries_send_week_now
 from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion
 from scheduler.selectors import cohort_delivery_summary, preview_context, sample_contexts
@@ -100,9 +102,15 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         ]
 
     def preview_view(self, request):
-        """Render what is in the editor, unsaved, for a sample learner: JSON for the live preview."""
-        if request.method != "POST" or not self.has_change_permission(request):
-            return JsonResponse({"error": "Not allowed."}, status=403)
+        """Render what is in the editor, unsaved, for a sample learner: JSON for the live preview.
+
+        Anyone who may read templates may preview; as a real learner of the cohort (their name,
+        never their links or address) only those who may see learners.
+        """
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if request.method != "POST":
+            return JsonResponse({"error": "Not allowed."}, status=405)
         course = Course.objects.filter(pk=request.POST.get("course") or None).first()
         if course is None:
             return JsonResponse({"error": "Choose the course first."}, status=400)
@@ -117,14 +125,16 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             email_check(subject, body, sample_contexts())
         except TemplateProblem as problem:
             return JsonResponse({"error": f"{problem.field.capitalize()}: {problem}"})
-        context, who = preview_context(course, cohort, kind, week_number)
+        context, who = preview_context(course, cohort, kind, week_number, real_learner=request.user.has_perm("signups.view_learner"))
         unsaved = SimpleNamespace(pk=None, subject=subject, body=body, body_html=markdown_to_html_template(body))
         rendered = email_render(unsaved, context, delivery_header(kind, cohort.slug if cohort else None, week_number, "preview"))
         return JsonResponse({"subject": rendered.subject, "html": rendered.html, "text": rendered.text, "who": who})
 
     def test_send_view(self, request, pk):
         template = get_object_or_404(EmailTemplate.objects.select_related("course", "current_version"), pk=pk)
-        if request.method != "POST" or not self.has_change_permission(request, template):
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        if request.method != "POST":
             return redirect("admin:scheduler_emailtemplate_change", pk)
         if not request.user.email:
             self.message_user(request, "Your account has no email address: add one to your user to receive tests.", messages.ERROR)
@@ -138,6 +148,8 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 
     def diff_view(self, request, pk, number):
         template = get_object_or_404(EmailTemplate, pk=pk)
+        if not self.has_view_permission(request, template):
+            raise PermissionDenied
         version = get_object_or_404(EmailTemplateVersion, template=template, number=number)
         previous = template.versions.filter(number__lt=number).order_by("-number").first()
         before = f"Subject: {previous.subject}\n\n{previous.body}" if previous else ""
@@ -159,7 +171,9 @@ class EmailTemplateAdmin(admin.ModelAdmin):
     def restore_view(self, request, pk, number):
         template = get_object_or_404(EmailTemplate, pk=pk)
         version = get_object_or_404(EmailTemplateVersion, template=template, number=number)
-        if request.method == "POST" and self.has_change_permission(request, template):
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        if request.method == "POST":
             try:
                 restored = template_restore(version, user=request.user)
             except TemplateProblem as problem:
@@ -172,8 +186,11 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 # --- The cohort's admin page: what was sent, and the organizers' levers -------------------------
 
 
-def cohort_deliveries_section(cohort, today) -> dict:
-    return cohort_delivery_summary(cohort)
+def cohort_deliveries_section(cohort, today, user) -> dict:
+    """Counts for anyone who may see the cohort; the failed rows (who they were for) only for
+    those who may read the ledger."""
+    summary = cohort_delivery_summary(cohort)
+    return {**summary, "show_failed": user.has_perm("scheduler.view_delivery")}
 
 
 class EmailChoiceForm(forms.Form):
@@ -200,19 +217,19 @@ def _one_course(modeladmin, request, queryset):
     return queryset.first().course
 
 
-@admin.action(description="Pause sending")
+@admin_action(permission="cohorts.pause_sending", description="Pause sending")
 def pause_sending(modeladmin, request, queryset):
     changed = sum(cohort_sending_pause(cohort, True) for cohort in queryset)
     modeladmin.message_user(request, f"Paused sending for {changed} cohort{'s' if changed != 1 else ''}.")
 
 
-@admin.action(description="Resume sending")
+@admin_action(permission="cohorts.pause_sending", description="Resume sending")
 def resume_sending(modeladmin, request, queryset):
     changed = sum(cohort_sending_pause(cohort, False) for cohort in queryset)
     modeladmin.message_user(request, f"Resumed sending for {changed} cohort{'s' if changed != 1 else ''}.")
 
 
-@admin.action(description="Resend an email to those it failed for…")
+@admin_action(permission="scheduler.resend_failed", description="Resend an email to those it failed for…")
 def resend_failed(modeladmin, request, queryset):
     course = _one_course(modeladmin, request, queryset)
     if course is None:
@@ -230,7 +247,7 @@ def resend_failed(modeladmin, request, queryset):
     )
 
 
-@admin.action(description="Send a week now…")
+@admin_action(permission="scheduler.send_week_now", description="Send a week now…")
 def send_week_now(modeladmin, request, queryset):
     course = _one_course(modeladmin, request, queryset)
     if course is None:

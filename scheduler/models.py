@@ -134,6 +134,10 @@ class Delivery(models.Model):
 
     class Meta:
         verbose_name_plural = "deliveries"
+        permissions = [
+            ("send_week_now", "Can send a week of a cohort now"),
+            ("resend_failed", "Can resend failed emails"),
+        ]
         ordering = ["due_at", "pk"]
         constraints = [
             models.UniqueConstraint(fields=["learner", "cohort", "kind", "week_number"], name="delivery_once_per_learner_email"),

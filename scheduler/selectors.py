@@ -99,29 +99,32 @@ def _week_for(course, kind: str, week_number: int) -> dict | None:
     return week_context(week, course.week_count) if week else None
 
 
-def preview_context(course, cohort, kind: str, week_number: int) -> tuple[dict, str]:
+def preview_links() -> dict[str, str]:
+    """Links for previews and test sends: shaped like a learner's, working for nobody (no token)."""
+    manage = f"{settings.SITE_URL}/me/sample-learner/"
+    return {"manage": manage, "switch": f"{manage}#switch", "unsubscribe": f"{settings.SITE_URL}/unsubscribe/sample-learner/",
+            "site": f"{settings.SITE_URL}/"}
+
+
+def preview_context(course, cohort, kind: str, week_number: int, *, real_learner: bool = False) -> tuple[dict, str]:
     """The context to preview (or test-send) an email with, and whose it is.
 
-    A real confirmed learner of `cohort` when it has one (preferring one in a group), else a
-    made-up learner with a made-up group.
+    A made-up learner in a made-up group; with `real_learner` (for those who may see learners),
+    a real confirmed learner of `cohort` (preferring one in a group): their name, time zone and
+    group. The links are always made up: a working link would let whoever sees the preview act
+    as that learner (their page, their data, unsubscribing them).
     """
     from signups.selectors import enrollment_sample, group_members
-    from signups.services import learner_links
 
     week = _week_for(course, kind, week_number)
-    enrollment = enrollment_sample(cohort) if cohort else None
+    enrollment = enrollment_sample(cohort) if cohort and real_learner else None
     if enrollment is None:
         from types import SimpleNamespace
 
-        token = "sample-learner"
-        links = {
-            "manage": f"{settings.SITE_URL}/me/{token}/", "switch": f"{settings.SITE_URL}/me/{token}/#switch",
-            "unsubscribe": f"{settings.SITE_URL}/unsubscribe/{token}/", "site": f"{settings.SITE_URL}/",
-        }
         group = SimpleNamespace(name="Group 7", discussion_url="")
         context = email_context(
             first_name="Ada", timezone_name="Europe/London", course=course, cohort=cohort, week=week,
-            group=group, members=MADE_UP_MEMBERS, moved_from="", links=links,
+            group=group, members=MADE_UP_MEMBERS, moved_from="", links=preview_links(),
         )
         return context, "a made-up learner (Ada, Europe/London) in a made-up group"
     learner = enrollment.learner
@@ -130,9 +133,10 @@ def preview_context(course, cohort, kind: str, week_number: int) -> tuple[dict, 
         members = [m for m in group_members([enrollment.group_id])[enrollment.group_id] if m["enrollment"] != enrollment.pk]
     context = email_context(
         first_name=learner.first_name, timezone_name=learner.timezone, course=course, cohort=cohort, week=week,
-        group=enrollment.group, members=members, moved_from=enrollment.group_moved_from, links=learner_links(learner),
+        group=enrollment.group, members=members, moved_from=enrollment.group_moved_from, links=preview_links(),
     )
-    return context, f"{learner.first_name or learner.email} ({learner.timezone}), a learner of {cohort.name}"
+    name = learner.first_name or "a learner with no first name"
+    return context, f"{name} ({learner.timezone}), a learner of {cohort.name}, with made-up links"
 
 
 def email_template_for(cohort, kind: str, week_number: int = 0):

@@ -75,14 +75,17 @@ def delivery_header(kind: str, cohort_slug: str | None, week_number: int, delive
 
 
 def email_test_send(template: EmailTemplate, cohort, to_email: str) -> RenderedEmail:
-    """Send a template's version in force, as a sample learner of `cohort` would get it, to a staff address."""
+    """Send a template's version in force, as a made-up learner of `cohort` would get it, to a staff address.
+
+    Made-up links only, and no List-Unsubscribe: the staff member's mail client offers its
+    Unsubscribe button for that header, and it must not act on anyone.
+    """
     context, _ = preview_context(template.course, cohort, template.kind, template.week_number)
     rendered = email_render(
         template.current_version, context, delivery_header(template.kind, cohort.slug if cohort else None, template.week_number, "test")
     )
-    message = EmailMultiAlternatives(
-        subject=f"[Test] {rendered.subject}", body=rendered.text, to=[to_email], headers=rendered.headers
-    )
+    headers = {"X-Mooc-Delivery": rendered.headers["X-Mooc-Delivery"]}
+    message = EmailMultiAlternatives(subject=f"[Test] {rendered.subject}", body=rendered.text, to=[to_email], headers=headers)
     message.attach_alternative(rendered.html, "text/html")
     message.send()
     return rendered

@@ -2,6 +2,7 @@
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, Subquery
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
 from cohorts.models import Cohort
+from mooc.permissions import ActionPermissionsMixin, admin_action
 from signups import services
 from signups.groups import GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform
 from signups.imports import ImportFileError, learners_import
@@ -109,7 +111,7 @@ class LearnerImportForm(forms.Form):
 
 
 @admin.register(Learner)
-class LearnerAdmin(admin.ModelAdmin):
+class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
     list_display = ["email", "first_name", "timezone", "experience", "current_cohort", "current_status", "confirmed_at", "unsubscribed_at"]
     list_filter = [LearnerStatusFilter, CurrentCohortFilter, ("timezone", admin.AllValuesFieldListFilter), "experience"]
     search_fields = ["email", "first_name"]
@@ -143,7 +145,7 @@ class LearnerAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # learners sign up themselves, or arrive through the import
 
-    @admin.action(description="Re-send the confirmation email")
+    @admin_action(permission="signups.resend_confirmation", description="Re-send the confirmation email")
     def resend_confirmation(self, request, queryset):
         sent = services.learners_confirmation_resend(queryset, now=timezone.now())
         skipped = queryset.count() - sent
@@ -153,7 +155,7 @@ class LearnerAdmin(admin.ModelAdmin):
             "(already confirmed, unsubscribed, or mailed in the last 10 minutes).",
         )
 
-    @admin.action(description="Move to another cohort…")
+    @admin_action(permission="signups.move_learner", description="Move to another cohort…")
     def move_to_cohort(self, request, queryset):
         form = MoveToCohortForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
@@ -172,7 +174,7 @@ class LearnerAdmin(admin.ModelAdmin):
             submit_label="Move them",
         )
 
-    @admin.action(description="Unsubscribe (stop every email)")
+    @admin_action(permission="signups.unsubscribe_learner", description="Unsubscribe (stop every email)")
     def unsubscribe(self, request, queryset):
         now = timezone.now()
         changed = sum(services.learner_unsubscribe(learner, now=now) for learner in queryset)
@@ -186,8 +188,8 @@ class LearnerAdmin(admin.ModelAdmin):
 
     def import_view(self, request):
         """Upload a CSV, see the per-row report (a dry run), then import the same file for real."""
-        if not self.has_change_permission(request):
-            return redirect("admin:index")
+        if not request.user.has_perm("signups.import_learners"):
+            raise PermissionDenied
         form = LearnerImportForm(request.POST or None, request.FILES or None)
         report = None
         if request.method == "POST" and form.is_valid():
@@ -250,7 +252,8 @@ class ErasureAdmin(admin.ModelAdmin):
 # --- The cohort's admin page: its learners and groups, and the group actions -------------------
 
 
-def cohort_learners_section(cohort, today) -> dict:
+def cohort_learners_section(cohort, today, user) -> dict:
+    """Counts for anyone who may see the cohort; who is in which group only for those who may see learners."""
     overview = cohort_members_overview(cohort)
     quality = cohort_groups_quality(cohort)
     spreads = {row.key.pk: row for row in quality.groups}
@@ -259,12 +262,13 @@ def cohort_learners_section(cohort, today) -> dict:
         "offsets": [(f"UTC{offset // 60:+d}" + (f":{abs(offset) % 60:02d}" if offset % 60 else ""), count) for offset, count in overview["offsets"]],
         "experience": overview["experience"],
         "groups": [(group, members, spreads.get(group.pk)) for group, members in overview["groups"]],
+        "show_members": user.has_perm("signups.view_learner"),
         "without_group": overview["without_group"],
         "quality": quality,
     }
 
 
-@admin.action(description="Form study groups now")
+@admin_action(permission="cohorts.form_groups", description="Form study groups now")
 def form_groups(modeladmin, request, queryset):
     for cohort in queryset:
         try:
@@ -279,7 +283,7 @@ def form_groups(modeladmin, request, queryset):
             )
 
 
-@admin.action(description="Re-form study groups (merge those that shrank)")
+@admin_action(permission="cohorts.form_groups", description="Re-form study groups (merge those that shrank)")
 def reform_groups(modeladmin, request, queryset):
     for cohort in queryset:
         reform = cohort_groups_reform(cohort, now=timezone.now())

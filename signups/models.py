@@ -54,6 +54,12 @@ class Learner(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [
+            ("resend_confirmation", "Can re-send the confirmation email"),
+            ("move_learner", "Can move learners to another cohort"),
+            ("unsubscribe_learner", "Can unsubscribe learners"),
+            ("import_learners", "Can import learners from a CSV file"),
+        ]
 
     def __str__(self):
         return self.email

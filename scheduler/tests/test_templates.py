@@ -9,10 +9,12 @@ from django.core.management import call_command
 from cohorts.models import Cohort, Course, Week
 from scheduler import templating
 from scheduler.models import EmailKind, EmailTemplate
-from scheduler.selectors import email_context, preview_context, sample_contexts, week_context
+from scheduler.selectors import email_context, email_contexts, preview_context, sample_contexts, week_context
 from scheduler.services import email_render, template_restore, template_version_save
 from scheduler.templating import TemplateProblem, email_check
+from signups.services import learner_links
 from signups.tests.factories import EnrollmentFactory
+from signups.tokens import learner_token
 
 pytestmark = pytest.mark.django_db
 
@@ -127,18 +129,40 @@ def test_a_week_with_everything_shows_every_section(demo):
 
 def test_the_defaults_for_all_eight_weeks_render_for_a_real_learner(demo):
     cohort = Cohort.objects.get(slug="gentle-python-round-1")
-    EnrollmentFactory(cohort=cohort, learner__first_name="Hedy", learner__timezone="Europe/Vienna")
+    enrollment = EnrollmentFactory(cohort=cohort, learner__first_name="Hedy", learner__timezone="Europe/Vienna")
+    unsubscribe = learner_links(enrollment.learner)["unsubscribe"]
     for number in range(1, 9):
-        context, who = preview_context(demo, cohort, EmailKind.WEEK, number)
+        week = week_context(Week.objects.get(course=demo, number=number), demo.week_count)
+        context = email_contexts(cohort, week, [enrollment])[enrollment.pk]
         email = render(week_template(demo, number).current_version, context)
-        assert "Hedy" in email.text and "Hedy" in who
+        assert "Hedy" in email.text
         assert email.subject.startswith(("We begin", f"Week {number}"))
-        assert Week.objects.get(course=demo, number=number).title.replace("'", "&#39;") in email.html
-        assert "/me/" in email.headers["List-Unsubscribe"] or "/unsubscribe/" in email.headers["List-Unsubscribe"]
+        assert week["title"].replace("'", "&#39;") in email.html
+        assert email.headers["List-Unsubscribe"] == f"<{unsubscribe}>"
     for kind in (EmailKind.WELCOME, EmailKind.GROUP_INTRO, EmailKind.COURSE_END):
         template = EmailTemplate.objects.get(course=demo, cohort=None, kind=kind)
-        context, _ = preview_context(demo, cohort, kind, 0)
+        context = email_contexts(cohort, None, [enrollment])[enrollment.pk]
         assert "Hedy" in render(template.current_version, context).text
+
+
+def test_a_preview_as_a_real_learner_shows_their_name_and_never_their_links(demo, client):
+    cohort = Cohort.objects.get(slug="gentle-python-round-1")
+    learner = EnrollmentFactory(cohort=cohort, learner__first_name="Hedy", learner__timezone="Europe/Vienna").learner
+    real_links = learner_links(learner)
+
+    context, who = preview_context(demo, cohort, EmailKind.WEEK, 2, real_learner=True)
+    email = render(week_template(demo, 2).current_version, context)
+
+    assert "Hedy" in email.text and "Hedy (Europe/Vienna)" in who and learner.email not in who
+    everything = email.subject + email.text + email.html + str(email.headers)
+    assert learner_token(learner.public_id) not in everything and learner.email not in everything
+    assert not set(real_links.values()) - {real_links["site"]} & set(re.findall(r"https?://[^\s)\"<>]+", everything))
+    # The made-up links lead nowhere: no learner's page, and unsubscribing acts on nobody.
+    manage_path = context["links"]["manage"].removeprefix("http://testserver")
+    assert client.get(manage_path).status_code == 400
+    assert client.post(context["links"]["unsubscribe"].removeprefix("http://testserver")).status_code == 400
+    learner.refresh_from_db()
+    assert learner.unsubscribed_at is None
 
 
 # --- The sandbox and the checks --------------------------------------------------------------
