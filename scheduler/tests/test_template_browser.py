@@ -5,8 +5,10 @@ import email.policy
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 
+from mooc.permissions import COURSE_EDITOR
 from scheduler.models import EmailKind, EmailTemplate
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -16,7 +18,9 @@ def test_edit_preview_save_and_test_send(browser, live_server, settings, tmp_pat
     settings.EMAIL_BACKEND = "scheduler.outbox.OutboxEmailBackend"
     settings.EMAIL_OUTBOX_DIR = tmp_path / "outbox"
     call_command("load_demo", stdout=StringIO())
-    django_user_model.objects.create_superuser("staff", "staff@example.org", "a-long-test-password")
+    # A course editor, the role that writes emails (mooc/permissions.py), not a superuser.
+    editor = django_user_model.objects.create_user("staff", "staff@example.org", "a-long-test-password", is_staff=True)
+    editor.groups.add(Group.objects.get(name=COURSE_EDITOR))
     template = EmailTemplate.objects.get(cohort=None, kind=EmailKind.WEEK, week_number=3)
     context = browser.new_context()
     page = context.new_page()
@@ -32,7 +36,7 @@ def test_edit_preview_save_and_test_send(browser, live_server, settings, tmp_pat
         preview.get_by_text("This week you write your own functions", exact=False).wait_for()
         page.locator("#id_subject").fill("Week {{ week.number }}: functions, {{ learner.first_name }}!")
         body = page.locator("#id_body")
-        body.fill("## Hello {{ learner.first_name }}\n\nThis week: **{{ week.title }}**.\n")
+        body.fill("## Hello {{ learner.first_name }}\n\nThis week: **{{ week.title }}**.\n\n[Your page]({{ links.manage }})\n")
         page.locator("#preview-subject").get_by_text("Week 3: functions, Ada!").wait_for()
         preview.get_by_role("heading", name="Hello Ada").wait_for()
 
@@ -43,6 +47,13 @@ def test_edit_preview_save_and_test_send(browser, live_server, settings, tmp_pat
 
         page.get_by_role("button", name="Send the saved version to me").click()
         page.get_by_text("to staff@example.org").wait_for()
+
+        # On a phone the editor and its preview fit the width.
+        for width, height in [(390, 844), (1280, 800)]:
+            page.set_viewport_size({"width": width, "height": height})
+            page.locator("#email-preview").screenshot(path=tmp_path / f"editor-{width}.png")
+            assert page.locator("#preview-html").bounding_box()["width"] <= width
+            assert not page.locator("#preview-error").is_visible()  # no empty error box
     finally:
         context.close()
 
@@ -50,4 +61,6 @@ def test_edit_preview_save_and_test_send(browser, live_server, settings, tmp_pat
     message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert message["To"] == "staff@example.org"
     assert message["Subject"] == "[Test] Week 3: functions, Ada!"
-    assert "Writing functions (and debugging)" in message.get_body(preferencelist=("plain",)).get_content()
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert "Writing functions (and debugging)" in text
+    assert "/me/sample-learner/" in text and message["List-Unsubscribe"] is None
