@@ -1,0 +1,120 @@
+"""What each answer of an email provider means for the learner and the round: one policy, here.
+
+Every outcome of handing one email to Anymail (any ESP) or to Django's SMTP backend maps to
+exactly one consequence:
+
+| Outcome        | Examples                                                              | Consequence                                                          |
+|----------------|-----------------------------------------------------------------------|----------------------------------------------------------------------|
+| sent           | the provider accepted the message                                     | the row is SENT                                                      |
+| transient      | HTTP 429 or 503; connection refused, DNS failure or connect timeout   | retried with backoff, up to DELIVERY_MAX_ATTEMPTS, then FAILED       |
+|                | (the request never left); SMTP 4xx (421, 450, 451, 452)               |                                                                      |
+| refused        | AnymailRecipientsRefused; SMTP 5xx on RCPT for this address           | the row FAILED; the address is suppressed (the learner unsubscribed) |
+| configuration  | any other HTTP 4xx (400, 401, 403, 404, 413, 422 ...); an unsupported | the row goes back to PENDING, nothing is suppressed, the cohort's    |
+|                | feature; a bad sender or API key; SMTP authentication or sender       | sending pauses itself with the reason (admin, /healthz); organizers  |
+|                | refused; SMTP 5xx for the message (DATA)                              | resume once it is fixed                                              |
+| ambiguous      | a read timeout, HTTP 500/502/504 or a connection dropped after the    | the row FAILED as ambiguous, never re-sent automatically: an         |
+|                | request went out; SMTP disconnect mid-message; the task's soft time   | organizer (or, later, the provider's events) decides                 |
+|                | limit; anything never seen before                                     |                                                                      |
+
+Only a refused recipient ever suppresses an address: a fault on our side never touches learners.
+"""
+
+import enum
+import logging
+import smtplib
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"
+    TRANSIENT = "transient"
+    REFUSED = "refused"
+    CONFIGURATION = "configuration"
+    AMBIGUOUS = "ambiguous"
+
+
+# HTTP statuses that say the provider did not take the request, so sending again is safe.
+_RETRY_STATUSES = frozenset({429, 503})
+
+
+def _never_left(error: BaseException) -> bool:
+    """Whether a connection error happened before any byte of the request reached the provider:
+    the connection was refused, the name did not resolve, or connecting timed out."""
+    import requests
+    from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+    if isinstance(error, requests.ConnectTimeout):
+        return True
+    seen = set()
+    pending = [error]
+    while pending:  # the cause may sit in __cause__, __context__, args or urllib3's .reason
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, (NewConnectionError, NameResolutionError, ConnectTimeoutError, ConnectionRefusedError)):
+            return True
+        pending.extend([current.__cause__, current.__context__, getattr(current, "reason", None)])
+        pending.extend(arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException))
+    return False
+
+
+def outcome_of(error: BaseException) -> Outcome:
+    """The one consequence of a send that raised `error` (see the module's table)."""
+    from anymail.exceptions import (
+        AnymailAPIError,
+        AnymailConfigurationError,
+        AnymailInvalidAddress,
+        AnymailRecipientsRefused,
+        AnymailUnsupportedFeature,
+    )
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    if isinstance(error, SoftTimeLimitExceeded):
+        return Outcome.AMBIGUOUS
+    if isinstance(error, AnymailRecipientsRefused):
+        return Outcome.REFUSED
+    if isinstance(error, (AnymailUnsupportedFeature, AnymailConfigurationError, AnymailInvalidAddress)):
+        return Outcome.CONFIGURATION
+    if isinstance(error, smtplib.SMTPException):
+        return _smtp_outcome(error)
+    if isinstance(error, (ConnectionError, TimeoutError, OSError)) and not isinstance(error, AnymailAPIError):
+        # Django's SMTP backend, or a provider library below Anymail: refused before sending.
+        return Outcome.TRANSIENT if _never_left(error) else Outcome.AMBIGUOUS
+    if isinstance(error, AnymailAPIError):
+        status = error.status_code
+        if status is None:  # no answer: requests' error, wrapped by Anymail
+            return Outcome.TRANSIENT if _never_left(error) else Outcome.AMBIGUOUS
+        if status in _RETRY_STATUSES:
+            return Outcome.TRANSIENT
+        if 400 <= status < 500:
+            return Outcome.CONFIGURATION
+        return Outcome.AMBIGUOUS
+    return Outcome.AMBIGUOUS
+
+
+def _smtp_outcome(error: smtplib.SMTPException) -> Outcome:
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in error.recipients.values()]
+        return Outcome.REFUSED if codes and all(500 <= code < 600 for code in codes) else Outcome.TRANSIENT
+    if isinstance(error, (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused, smtplib.SMTPNotSupportedError)):
+        return Outcome.CONFIGURATION
+    if isinstance(error, smtplib.SMTPConnectError):
+        return Outcome.TRANSIENT
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return Outcome.AMBIGUOUS  # it may have dropped after the message was taken
+    if isinstance(error, smtplib.SMTPResponseException):
+        if 400 <= error.smtp_code < 500:
+            return Outcome.TRANSIENT
+        if 500 <= error.smtp_code < 600:
+            return Outcome.CONFIGURATION
+    return Outcome.AMBIGUOUS
+
+
+def error_describe(error: BaseException) -> str:
+    try:
+        text = str(error)
+    except Exception:  # some provider errors cannot describe themselves without a response
+        text = repr(error)
+    return f"{type(error).__name__}: {text}"[:2000]

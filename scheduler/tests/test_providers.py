@@ -1,0 +1,88 @@
+"""The outcome policy (scheduler/providers.py): each provider answer maps to one consequence.
+
+The errors are raised by the real libraries where that is cheap (Anymail's Mailgun backend
+against a closed port and against a server that never answers), and built the way the
+libraries build them otherwise.
+"""
+
+import smtplib
+import socket
+
+import pytest
+import requests
+from anymail.exceptions import AnymailInvalidAddress, AnymailRecipientsRefused, AnymailUnsupportedFeature
+from celery.exceptions import SoftTimeLimitExceeded
+
+from scheduler.providers import Outcome, outcome_of
+from scheduler.tests.helpers import provider_error
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def mailgun_send_to(url: str, timeout: float = 2):
+    """Send one email through Anymail's real Mailgun backend to `url`; the error it raises."""
+    from anymail.backends.mailgun import EmailBackend
+    from django.core.mail import EmailMessage
+
+    backend = EmailBackend(api_key="key", api_url=url, requests_timeout=timeout)
+    try:
+        backend.send_messages([EmailMessage("Hi", "Body", "mooc@example.org", ["ada@example.org"])])
+    except Exception as error:
+        return error
+
+
+def connection_refused():
+    return mailgun_send_to(f"http://127.0.0.1:{_closed_port()}/v3")
+
+
+def read_timeout():
+    """A server that accepts the request and never answers."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        return mailgun_send_to(f"http://127.0.0.1:{server.getsockname()[1]}/v3", timeout=0.3)
+
+
+@pytest.mark.parametrize(
+    "make_error, outcome",
+    [
+        (lambda: provider_error(429, "Too Many Requests"), Outcome.TRANSIENT),
+        (lambda: provider_error(503, "Service Unavailable"), Outcome.TRANSIENT),
+        (connection_refused, Outcome.TRANSIENT),
+        (lambda: smtplib.SMTPRecipientsRefused({"ada@example.org": (451, b"try again later")}), Outcome.TRANSIENT),
+        (lambda: smtplib.SMTPDataError(451, b"try again later"), Outcome.TRANSIENT),
+        (lambda: ConnectionRefusedError(111, "Connection refused"), Outcome.TRANSIENT),
+        (lambda: AnymailRecipientsRefused("refused"), Outcome.REFUSED),
+        (lambda: smtplib.SMTPRecipientsRefused({"ada@example.org": (550, b"no such user")}), Outcome.REFUSED),
+        (lambda: provider_error(400, "'from' parameter is not a valid address"), Outcome.CONFIGURATION),
+        (lambda: provider_error(401, "Unauthorized"), Outcome.CONFIGURATION),
+        (lambda: provider_error(403, "Forbidden"), Outcome.CONFIGURATION),
+        (lambda: provider_error(422, "The 'From' address is not a confirmed Sender Signature"), Outcome.CONFIGURATION),
+        (lambda: AnymailUnsupportedFeature("Postmark supports only a single tag"), Outcome.CONFIGURATION),
+        (lambda: AnymailInvalidAddress("Invalid email address 'mooc@'"), Outcome.CONFIGURATION),
+        (lambda: smtplib.SMTPAuthenticationError(535, b"bad credentials"), Outcome.CONFIGURATION),
+        (lambda: smtplib.SMTPSenderRefused(553, b"sender not allowed", "mooc@localhost"), Outcome.CONFIGURATION),
+        (lambda: smtplib.SMTPDataError(554, b"message refused"), Outcome.CONFIGURATION),
+        (read_timeout, Outcome.AMBIGUOUS),
+        (lambda: provider_error(500, "Internal Server Error"), Outcome.AMBIGUOUS),
+        (lambda: provider_error(502, "Bad Gateway"), Outcome.AMBIGUOUS),
+        (lambda: smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), Outcome.AMBIGUOUS),
+        (lambda: SoftTimeLimitExceeded(), Outcome.AMBIGUOUS),
+        (lambda: KeyError("something never seen"), Outcome.AMBIGUOUS),
+    ],
+    ids=lambda value: value.value if isinstance(value, Outcome) else "",
+)
+def test_each_answer_has_one_consequence(make_error, outcome):
+    error = make_error()
+    assert error is not None, "the library did not raise what the test expected"
+    assert outcome_of(error) is outcome
+
+
+def test_only_a_refused_recipient_is_ever_refused():
+    """Whatever else goes wrong, it never suppresses an address."""
+    sender_side = [provider_error(status, "x") for status in range(400, 600) if status not in (429, 503)]
+    assert all(outcome_of(error) is not Outcome.REFUSED for error in sender_side)
