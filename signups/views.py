@@ -15,8 +15,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 from cohorts.selectors import cohort_by_slug, cohort_week_number, course_featured
 from signups import services
 from signups.forms import SignupForm
-from signups.models import timezone_names
-from signups.selectors import cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_learner_email, learner_from_token
+from signups.models import Enrollment, timezone_names
+from signups.selectors import (
+    cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_from_confirmation_token,
+    enrollment_learner_email, learner_from_token,
+)
 from signups.services import Signup, SignupRefused
 from signups.tokens import TokenExpired, TokenInvalid, learner_token
 
@@ -94,21 +97,39 @@ def _token_problem(request, problem: str, resend_url: str, email: str = ""):
     return render(request, "signups/token_problem.html", context, status=400)
 
 
-def confirm(request, token):
-    try:
-        confirmation = services.enrollment_confirm(token, now=timezone.now())
-    except TokenExpired as expired:
-        email = enrollment_learner_email(expired.enrollment_id)
+def _confirmation_link_problem(request, error: TokenExpired | TokenInvalid):
+    if isinstance(error, TokenExpired):
+        email = enrollment_learner_email(error.enrollment_id)
         return _token_problem(request, "expired", reverse("signups:confirm-resend"), email)
-    except TokenInvalid:
-        return _token_problem(request, "invalid", reverse("signups:confirm-resend"))
-    enrollment = confirmation.enrollment
+    return _token_problem(request, "invalid", reverse("signups:confirm-resend"))
+
+
+def _confirmed_page(request, enrollment, already_confirmed: bool):
     context = {
         "enrollment": enrollment,
-        "already_confirmed": confirmation.already_confirmed,
+        "already_confirmed": already_confirmed,
         "manage_url": reverse("signups:manage", args=[learner_token(enrollment.learner.public_id)]),
     }
     return render(request, "signups/confirmed.html", context)
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+def confirm(request, token):
+    """Only a POST confirms. GET and HEAD show one Confirm button: mail security scanners
+    (Safe Links, Mimecast) fetch every link in a message before its reader sees it."""
+    if request.method == "POST":
+        try:
+            confirmation = services.enrollment_confirm(token, now=timezone.now())
+        except (TokenExpired, TokenInvalid) as error:
+            return _confirmation_link_problem(request, error)
+        return _confirmed_page(request, confirmation.enrollment, confirmation.already_confirmed)
+    try:
+        enrollment = enrollment_from_confirmation_token(token)
+    except (TokenExpired, TokenInvalid) as error:
+        return _confirmation_link_problem(request, error)
+    if enrollment.status != Enrollment.Status.PENDING:
+        return _confirmed_page(request, enrollment, already_confirmed=True)
+    return render(request, "signups/confirm.html", {"enrollment": enrollment})
 
 
 def _fresh_link_send(request, send):
