@@ -1,4 +1,9 @@
-"""The learner's pages: the home page with the signup form, confirmation, self-service, unsubscribe."""
+"""The learner's pages: the home page with the signup form, confirmation, self-service, unsubscribe.
+
+Every page reached by a learner's secret link (confirm, /me/, the data export, unsubscribe)
+is sent with `Cache-Control: no-store` (never_cache): it shows the learner's address and
+links, which neither the browser of a shared computer nor a proxy on the way may keep.
+"""
 
 import functools
 
@@ -9,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -113,6 +119,7 @@ def _confirmed_page(request, enrollment, already_confirmed: bool):
     return render(request, "signups/confirmed.html", context)
 
 
+@never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request, token):
     """Only a POST confirms. GET and HEAD show one Confirm button: mail security scanners
@@ -157,6 +164,7 @@ def _learner_or_problem(request, token):
         return None, _token_problem(request, "invalid", reverse("signups:manage-resend"))
 
 
+@never_cache
 def manage(request, token):
     learner, problem = _learner_or_problem(request, token)
     if problem:
@@ -180,6 +188,7 @@ STATUS_CHANGE_MESSAGES = {  # (when done now, when it was done already)
 }
 
 
+@never_cache
 @require_POST
 def manage_action(request, token, action):
     learner, problem = _learner_or_problem(request, token)
@@ -211,6 +220,7 @@ def manage_action(request, token, action):
     return redirect("signups:manage", token=token)
 
 
+@never_cache
 def manage_export(request, token):
     learner, problem = _learner_or_problem(request, token)
     if problem:
@@ -220,6 +230,7 @@ def manage_export(request, token):
     return response
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def manage_erase(request, token):
     learner, problem = _learner_or_problem(request, token)
@@ -232,6 +243,7 @@ def manage_erase(request, token):
 
 
 @csrf_exempt  # RFC 8058 one-click: mail clients POST here with no cookie, no token, no login.
+@never_cache
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, token):
     learner, problem = _learner_or_problem(request, token)

@@ -247,6 +247,31 @@ def test_an_erased_address_must_confirm_anew(client, next_cohort):
     assert not Suppression.objects.exists()
 
 
+SECRET_LINK_PAGES = {
+    "manage": lambda client, learner, confirm: client.get(manage_path(learner)),
+    "manage action": lambda client, learner, confirm: client.post(manage_path(learner) + "pause/"),
+    "export": lambda client, learner, confirm: client.get(manage_path(learner) + "export/"),
+    "erase form": lambda client, learner, confirm: client.get(manage_path(learner) + "erase/"),
+    "erase": lambda client, learner, confirm: client.post(manage_path(learner) + "erase/"),
+    "manage, a bad link": lambda client, learner, confirm: client.get("/me/garbage/"),
+    "confirm page": lambda client, learner, confirm: client.get(confirm),
+    "confirm": lambda client, learner, confirm: client.post(confirm),
+    "unsubscribe page": lambda client, learner, confirm: client.get(learner_links(learner)["unsubscribe"]),
+    "unsubscribe": lambda client, learner, confirm: client.post(learner_links(learner)["unsubscribe"]),
+}
+
+
+@pytest.mark.parametrize("page", SECRET_LINK_PAGES)
+def test_pages_behind_a_learners_secret_link_are_never_stored(client, next_cohort, page):
+    enrollment = EnrollmentFactory(cohort=next_cohort, status=Enrollment.Status.PENDING, learner__confirmed_at=None)
+    confirm = f"/confirm/{confirmation_token(enrollment.pk)}/"
+
+    response = SECRET_LINK_PAGES[page](client, enrollment.learner, confirm)
+
+    assert response.status_code in (200, 302, 400)
+    assert "no-store" in response["Cache-Control"].split(", ")
+
+
 # --- Unsubscribe -------------------------------------------------------------------------------
 
 
