@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 
 from mooc.environment import Environment
 
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "anymail",
+    "csp",
     "django_celery_beat",
     "mooc",
     "cohorts",
@@ -53,6 +55,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "mooc.content_security_policy.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -160,6 +163,18 @@ if not DEBUG and SITE_URL.startswith("https://"):
         *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
         *([] if SECURE_SSL_REDIRECT else ["security.W008"]),
     ]
+
+# Content-Security-Policy on every page (mooc/content_security_policy.py widens it for the
+# admin and the development outbox): the public pages load only this site's own files.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
 
 # --- Email ------------------------------------------------------------------------------
 # Development writes every message to var/outbox/ as an .eml file (see /dev/outbox/);

@@ -83,6 +83,14 @@ def fits_width(page) -> bool:
     return page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
 
 
+def csp_violations(page) -> list[str]:
+    """The Content-Security-Policy violations the page reports from now on (a list that fills
+    as they come): Chromium logs every load or inline code the policy refused to the console."""
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+    return violations
+
+
 def environment_for_other_processes(**extra: str) -> dict[str, str]:
     """This process's environment, pointed at the test database, plus `extra`."""
     return os.environ | {"DATABASE_URL": database_url_for_other_processes(), "DJANGO_READ_DOT_ENV": "false"} | extra

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mooc.testing.fixtures import DESKTOP_WIDTH, PHONE_WIDTH, fits_width
+from mooc.testing.fixtures import DESKTOP_WIDTH, PHONE_WIDTH, csp_violations, fits_width
 from signups.models import Enrollment, Learner
 from signups.tests.factories import EnrollmentFactory
 from signups.tokens import confirmation_token
@@ -34,6 +34,7 @@ def test_sign_up_confirm_switch_round_and_unsubscribe(browser, live_server, sett
     context = browser.new_context(timezone_id="Asia/Tokyo")
     page = context.new_page()
     page.set_default_timeout(10_000)
+    violations = csp_violations(page)
     try:
         page.goto(live_server.url + "/")
         # The browser filled in its own time zone.
@@ -71,8 +72,31 @@ def test_sign_up_confirm_switch_round_and_unsubscribe(browser, live_server, sett
         page.get_by_role("heading", name="You are unsubscribed").wait_for()
         learner.refresh_from_db()
         assert learner.is_unsubscribed
+        # Every page on the way (home, check your inbox, confirm, you are in, /me/, unsubscribe)
+        # kept to the Content-Security-Policy.
+        assert violations == []
     finally:
         context.close()
+
+
+def test_the_browser_refuses_what_the_policy_forbids(page, live_server):
+    """The header is obeyed, and `csp_violations` sees what is refused."""
+    violations = csp_violations(page)
+    page.goto(live_server.url + "/signup/sent/")
+    assert violations == []
+
+    page.evaluate("""() => {
+        document.body.setAttribute('style', 'background: red');
+        const script = document.createElement('script');
+        script.textContent = 'window.inlineScriptRan = true';
+        document.body.append(script);
+    }""")
+
+    assert page.evaluate("window.inlineScriptRan") is None
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgb(255, 0, 0)"
+    page.wait_for_function("true")  # let the console messages arrive
+    assert any("inline style" in violation for violation in violations)
+    assert any("inline script" in violation for violation in violations)
 
 
 def test_the_form_without_javascript_offers_time_zones_to_pick(browser, live_server, next_cohort):
