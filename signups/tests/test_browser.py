@@ -85,18 +85,18 @@ def test_the_browser_refuses_what_the_policy_forbids(page, live_server):
     page.goto(live_server.url + "/signup/sent/")
     assert violations == []
 
-    page.evaluate("""() => {
-        document.body.setAttribute('style', 'background: red');
-        const script = document.createElement('script');
-        script.textContent = 'window.inlineScriptRan = true';
-        document.body.append(script);
-    }""")
+    with page.expect_console_message(lambda message: "inline style" in message.text):
+        page.evaluate("document.body.setAttribute('style', 'background: red')")
+    with page.expect_console_message(lambda message: "inline script" in message.text):
+        page.evaluate("""() => {
+            const script = document.createElement('script');
+            script.textContent = 'window.inlineScriptRan = true';
+            document.body.append(script);
+        }""")
 
-    assert page.evaluate("window.inlineScriptRan") is None
     assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgb(255, 0, 0)"
-    page.wait_for_function("true")  # let the console messages arrive
-    assert any("inline style" in violation for violation in violations)
-    assert any("inline script" in violation for violation in violations)
+    assert page.evaluate("window.inlineScriptRan") is None
+    assert len(violations) == 2
 
 
 def test_the_form_without_javascript_offers_time_zones_to_pick(browser, live_server, next_cohort):
