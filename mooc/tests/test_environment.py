@@ -202,3 +202,15 @@ def test_hsts_and_the_redirect_follow_their_settings(tmp_path):
     )
     assert (answers["page"], answers["location"]) == ("200", "None")
     assert answers["hsts"] == "max-age=3600; preload"
+
+
+def test_admin_login_throttling_reads_its_limits():
+    script = "from django.conf import settings as s; print('LIMITS', s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME, sep='|')"
+    limits = []
+    for variables in [{}, {"ADMIN_LOGIN_FAILURE_LIMIT": "3", "ADMIN_LOGIN_LOCKOUT_MINUTES": "60"}]:
+        result = run_manage("shell", "-c", script, DEBUG="true", **variables)
+        assert result.returncode == 0, result.stderr
+        limits.append(next(line for line in result.stdout.splitlines() if line.startswith("LIMITS|")))
+    assert limits == ["LIMITS|5|0:15:00", "LIMITS|3|1:00:00"]
+    refused = run_manage("check", DEBUG="true", ADMIN_LOGIN_FAILURE_LIMIT="0")
+    assert refused.stderr.strip() == "Configuration error: ADMIN_LOGIN_FAILURE_LIMIT must be at least 1, not 0"
