@@ -93,6 +93,19 @@ class Environment:
             raise ConfigurationError(variable, f"must be an absolute {' or '.join(schemes)} URL, not {value!r}")
         return value
 
+    def site_url(self, debug: bool, allow_http: bool) -> str:
+        """SITE_URL: any http(s) URL with DEBUG on (default: the local runserver's); with DEBUG
+        off it is required and must be https, unless `allow_http` (ALLOW_HTTP_SITE_URL) says
+        this production-like run is served over plain http on purpose."""
+        value = self.url("SITE_URL", default="http://127.0.0.1:8000" if debug else None, schemes=("http", "https"))
+        if not debug and not allow_http and urlsplit(value).scheme != "https":
+            raise ConfigurationError(
+                "SITE_URL",
+                f"must be an https:// URL when DEBUG is off, not {value!r} (secure cookies, HSTS and the links"
+                " in every email depend on it; ALLOW_HTTP_SITE_URL=true only for a local production-like run)",
+            )
+        return value
+
     def database(self, default_url: str) -> dict:
         value = self.env.str("DATABASE_URL", default="").strip() or default_url
         scheme, separator, _ = value.partition("://")

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import environ
+from csp.constants import NONE, SELF
 
 from mooc.environment import Environment
 
@@ -26,8 +27,11 @@ env = Environment()
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.secret_key(debug=DEBUG)
 
-# The site's own address: every link in an email is absolute and starts here.
-SITE_URL = env.url("SITE_URL", default="http://127.0.0.1:8000" if DEBUG else None, schemes=("http", "https"))
+# The site's own address: every link in an email is absolute and starts here. With DEBUG
+# off it must be https, unless ALLOW_HTTP_SITE_URL says this production-like run is served
+# over plain http on purpose (the test suite, the benchmarks, a gunicorn on one's own machine).
+ALLOW_HTTP_SITE_URL = env.bool("ALLOW_HTTP_SITE_URL", default=False)
+SITE_URL = env.site_url(debug=DEBUG, allow_http=ALLOW_HTTP_SITE_URL)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[urlsplit(SITE_URL).hostname, "localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
 
@@ -40,6 +44,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "anymail",
+    "axes",
+    "csp",
     "django_celery_beat",
     "mooc",
     "cohorts",
@@ -50,12 +56,15 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "mooc.content_security_policy.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "mooc.urls"
@@ -99,6 +108,21 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- Logins: failed admin logins are throttled (django-axes; mooc/login_throttle.py) -------
+AUTHENTICATION_BACKENDS = [
+    "mooc.login_throttle.LoginThrottleBackend",  # first: refuses while locked out
+    "django.contrib.auth.backends.ModelBackend",
+]
+ADMIN_LOGIN_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5, minimum=1)
+ADMIN_LOGIN_LOCKOUT_MINUTES = env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=15, minimum=1)
+AXES_FAILURE_LIMIT = ADMIN_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=ADMIN_LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True  # a good login forgets the typos before it
+AXES_CLIENT_IP_CALLABLE = "mooc.login_throttle.login_client_ip"
+AXES_LOCKOUT_CALLABLE = "mooc.login_throttle.lockout_response"
+AXES_VERBOSE = False  # no banner on every manage.py command; failures and lockouts are still logged
+
 # --- Passwords, i18n, time --------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -134,14 +158,41 @@ SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR = env.int("SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR",
 # X-Forwarded-For; 0 trusts no such header and takes the connection's address.
 TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
 
-# --- Security in production -------------------------------------------------------------
+# --- Security in production (README, "Security") ---------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
 if not DEBUG and SITE_URL.startswith("https://"):
+    # TLS ends at the reverse proxy, which tells gunicorn so in X-Forwarded-Proto (it must
+    # set that header itself, overwriting any a client sent).
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
-SECURE_CONTENT_TYPE_NOSNIFF = True
-X_FRAME_OPTIONS = "DENY"
+    # false when the proxy redirects http to https itself.
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Load balancers and uptime checks ask gunicorn directly, over plain http.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=365 * 24 * 60 * 60)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    # Preloading binds the whole registrable domain (example.org, not just mooc.example.org)
+    # to https in browsers for months: its owner opts in; the site does not by default.
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    # `check --deploy` reminds of what these settings chose not to do; the choices are made here.
+    SILENCED_SYSTEM_CHECKS = [
+        *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
+        *([] if SECURE_SSL_REDIRECT else ["security.W008"]),
+    ]
+
+# Content-Security-Policy on every page (mooc/content_security_policy.py widens it for the
+# admin and the development outbox): the public pages load only this site's own files.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "base-uri": [NONE],
+        "object-src": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    },
+}
 
 # --- Email ------------------------------------------------------------------------------
 # Development writes every message to var/outbox/ as an .eml file (see /dev/outbox/);

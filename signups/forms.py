@@ -1,6 +1,5 @@
 """The signup form. Its field names are a public interface: partner sites post the same form."""
 
-import datetime
 from django import forms
 
 from cohorts.models import Cohort

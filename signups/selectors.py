@@ -8,7 +8,7 @@ from django.db.models import Count, F, Q, QuerySet
 from cohorts.models import Cohort, Course
 from cohorts.selectors import cohorts_open_for_signup
 from signups.models import Enrollment, Learner
-from signups.tokens import TokenInvalid, learner_token_read
+from signups.tokens import TokenInvalid, confirmation_token_read, learner_token_read
 
 
 def learner_from_token(token: str) -> Learner:
@@ -18,6 +18,19 @@ def learner_from_token(token: str) -> Learner:
     if learner is None:
         raise TokenInvalid
     return learner
+
+
+def enrollment_from_confirmation_token(token: str) -> Enrollment:
+    """The enrollment a confirmation link names, read only (the page that asks to confirm).
+
+    Raises TokenExpired or TokenInvalid (also when the enrollment has since been replaced or
+    erased), as `services.enrollment_confirm` does for the same link.
+    """
+    enrollment_id = confirmation_token_read(token)
+    enrollment = Enrollment.objects.select_related("learner", "course", "cohort").filter(pk=enrollment_id).first()
+    if enrollment is None or enrollment.status not in Enrollment.CURRENT:
+        raise TokenInvalid
+    return enrollment
 
 
 def enrollment_current(learner: Learner, course: Course | None = None) -> Enrollment | None:

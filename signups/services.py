@@ -207,7 +207,7 @@ def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
             .filter(pk=enrollment_id)
             .first()
         )
-        if enrollment is None or enrollment.status in (Enrollment.Status.LEFT, Enrollment.Status.SWITCHED):
+        if enrollment is None or enrollment.status not in Enrollment.CURRENT:
             raise TokenInvalid
         if enrollment.status != Enrollment.Status.PENDING:
             return Confirmation(enrollment, already_confirmed=True)

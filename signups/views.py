@@ -1,4 +1,9 @@
-"""The learner's pages: the home page with the signup form, confirmation, self-service, unsubscribe."""
+"""The learner's pages: the home page with the signup form, confirmation, self-service, unsubscribe.
+
+Every page reached by a learner's secret link (confirm, /me/, the data export, unsubscribe)
+is sent with `Cache-Control: no-store` (never_cache): it shows the learner's address and
+links, which neither the browser of a shared computer nor a proxy on the way may keep.
+"""
 
 import functools
 
@@ -9,14 +14,18 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html_join
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cohorts.selectors import cohort_by_slug, cohort_week_number, course_featured
 from signups import services
 from signups.forms import SignupForm
-from signups.models import timezone_names
-from signups.selectors import cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_learner_email, learner_from_token
+from signups.models import Enrollment, timezone_names
+from signups.selectors import (
+    cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_from_confirmation_token,
+    enrollment_learner_email, learner_from_token,
+)
 from signups.services import Signup, SignupRefused
 from signups.tokens import TokenExpired, TokenInvalid, learner_token
 
@@ -94,21 +103,40 @@ def _token_problem(request, problem: str, resend_url: str, email: str = ""):
     return render(request, "signups/token_problem.html", context, status=400)
 
 
-def confirm(request, token):
-    try:
-        confirmation = services.enrollment_confirm(token, now=timezone.now())
-    except TokenExpired as expired:
-        email = enrollment_learner_email(expired.enrollment_id)
+def _confirmation_link_problem(request, error: TokenExpired | TokenInvalid):
+    if isinstance(error, TokenExpired):
+        email = enrollment_learner_email(error.enrollment_id)
         return _token_problem(request, "expired", reverse("signups:confirm-resend"), email)
-    except TokenInvalid:
-        return _token_problem(request, "invalid", reverse("signups:confirm-resend"))
-    enrollment = confirmation.enrollment
+    return _token_problem(request, "invalid", reverse("signups:confirm-resend"))
+
+
+def _confirmed_page(request, enrollment, already_confirmed: bool):
     context = {
         "enrollment": enrollment,
-        "already_confirmed": confirmation.already_confirmed,
+        "already_confirmed": already_confirmed,
         "manage_url": reverse("signups:manage", args=[learner_token(enrollment.learner.public_id)]),
     }
     return render(request, "signups/confirmed.html", context)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def confirm(request, token):
+    """Only a POST confirms. GET and HEAD show one Confirm button: mail security scanners
+    (Safe Links, Mimecast) fetch every link in a message before its reader sees it."""
+    if request.method == "POST":
+        try:
+            confirmation = services.enrollment_confirm(token, now=timezone.now())
+        except (TokenExpired, TokenInvalid) as error:
+            return _confirmation_link_problem(request, error)
+        return _confirmed_page(request, confirmation.enrollment, confirmation.already_confirmed)
+    try:
+        enrollment = enrollment_from_confirmation_token(token)
+    except (TokenExpired, TokenInvalid) as error:
+        return _confirmation_link_problem(request, error)
+    if enrollment.status != Enrollment.Status.PENDING:
+        return _confirmed_page(request, enrollment, already_confirmed=True)
+    return render(request, "signups/confirm.html", {"enrollment": enrollment})
 
 
 def _fresh_link_send(request, send):
@@ -136,6 +164,7 @@ def _learner_or_problem(request, token):
         return None, _token_problem(request, "invalid", reverse("signups:manage-resend"))
 
 
+@never_cache
 def manage(request, token):
     learner, problem = _learner_or_problem(request, token)
     if problem:
@@ -159,6 +188,7 @@ STATUS_CHANGE_MESSAGES = {  # (when done now, when it was done already)
 }
 
 
+@never_cache
 @require_POST
 def manage_action(request, token, action):
     learner, problem = _learner_or_problem(request, token)
@@ -190,6 +220,7 @@ def manage_action(request, token, action):
     return redirect("signups:manage", token=token)
 
 
+@never_cache
 def manage_export(request, token):
     learner, problem = _learner_or_problem(request, token)
     if problem:
@@ -199,6 +230,7 @@ def manage_export(request, token):
     return response
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def manage_erase(request, token):
     learner, problem = _learner_or_problem(request, token)
@@ -211,6 +243,7 @@ def manage_erase(request, token):
 
 
 @csrf_exempt  # RFC 8058 one-click: mail clients POST here with no cookie, no token, no login.
+@never_cache
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, token):
     learner, problem = _learner_or_problem(request, token)

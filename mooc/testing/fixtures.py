@@ -52,6 +52,45 @@ def page(browser):
     context.close()
 
 
+# The widths pages are looked at in: a phone held upright, and a laptop.
+PHONE_WIDTH, DESKTOP_WIDTH = 390, 1280
+
+
+@pytest.fixture
+def page_at(browser):
+    """`page_at(width)`: a page in a browser context of its own, `width` pixels wide; phone
+    widths get a touch screen and a mobile viewport, as a phone's browser has."""
+    contexts = []
+
+    def open_page(width: int, **context_options):
+        context = browser.new_context(viewport={"width": width, "height": 900}, is_mobile=width < 600, **context_options)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def fits_width(page) -> bool:
+    """Nothing sticks out sideways: the page needs no horizontal scrolling at its viewport's width.
+
+    Compared with the width the context was given, not window.innerWidth: a phone's browser
+    zooms out to show whatever sticks out, and innerWidth grows with it.
+    """
+    return page.evaluate("document.documentElement.scrollWidth") <= page.viewport_size["width"]
+
+
+def csp_violations(page) -> list[str]:
+    """The Content-Security-Policy violations the page reports from now on (a list that fills
+    as they come): Chromium logs every load or inline code the policy refused to the console."""
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+    return violations
+
+
 def environment_for_other_processes(**extra: str) -> dict[str, str]:
     """This process's environment, pointed at the test database, plus `extra`."""
     return os.environ | {"DATABASE_URL": database_url_for_other_processes(), "DJANGO_READ_DOT_ENV": "false"} | extra

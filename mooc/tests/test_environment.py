@@ -1,6 +1,7 @@
 """Settings come from the environment; a wrong one stops start-up with one line naming it."""
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -76,6 +77,17 @@ def test_site_url_is_required_without_a_default_and_must_be_absolute():
     assert environment(SITE_URL="https://mooc.example.org/").url("SITE_URL", None, ("https",)) == "https://mooc.example.org"
 
 
+def test_site_url_must_be_https_with_debug_off_unless_http_is_allowed_on_purpose():
+    assert environment().site_url(debug=True, allow_http=False) == "http://127.0.0.1:8000"
+    assert environment(SITE_URL="http://localhost:8000").site_url(debug=True, allow_http=False) == "http://localhost:8000"
+    assert environment(SITE_URL="https://mooc.example.org").site_url(debug=False, allow_http=False) == "https://mooc.example.org"
+    with pytest.raises(ConfigurationError, match="SITE_URL must be an https:// URL when DEBUG is off, not 'http://mooc.example.org'"):
+        environment(SITE_URL="http://mooc.example.org").site_url(debug=False, allow_http=False)
+    assert environment(SITE_URL="http://testserver").site_url(debug=False, allow_http=True) == "http://testserver"
+    with pytest.raises(ConfigurationError, match="SITE_URL is not set"):
+        environment().site_url(debug=False, allow_http=True)
+
+
 def test_broker_url_prefers_celery_broker_url_then_redis_url_then_the_default():
     assert environment(CELERY_BROKER_URL="redis://a:6379/0", REDIS_URL="redis://b").broker_url("filesystem://") == "redis://a:6379/0"
     assert environment(REDIS_URL="redis://b:6379/1").broker_url("filesystem://") == "redis://b:6379/1"
@@ -131,3 +143,74 @@ def test_local_defaults_need_no_settings_at_all():
         "http://127.0.0.1:8000",
         "UTC",
     ]
+
+
+def production(**variables: str) -> dict[str, str]:
+    """A production .env: DEBUG off, a long random SECRET_KEY, an https SITE_URL; no DATABASE_URL."""
+    return {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "SITE_URL": "https://mooc.example.org"} | variables
+
+
+def test_a_production_environment_passes_the_deployment_checks_without_a_warning():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", **production())
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stderr + result.stdout
+
+
+def test_production_with_an_http_site_url_stops_with_one_line():
+    result = run_manage("check", **production(SITE_URL="http://mooc.example.org"))
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "Configuration error: SITE_URL must be an https:// URL when DEBUG is off, not 'http://mooc.example.org'"
+        " (secure cookies, HSTS and the links in every email depend on it;"
+        " ALLOW_HTTP_SITE_URL=true only for a local production-like run)"
+    ]
+    allowed = run_manage("check", **production(SITE_URL="http://mooc.example.org", ALLOW_HTTP_SITE_URL="true"))
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def answers_over_http(tmp_path, **variables: str) -> dict[str, str]:
+    """How a production-configured site answers: plain http requests for a page and for the
+    health check, and an https request for a page that sets the CSRF cookie."""
+    script = (
+        "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+        "from django.test import Client; client = Client(HTTP_HOST='mooc.example.org'); "
+        "page, health = client.get('/signup/sent/'), client.get('/healthz'); "
+        "secure = client.get('/me/not-a-token/', secure=True); "
+        "print('ANSWERS', page.status_code, page.get('Location'), health.status_code, "
+        "secure.get('Strict-Transport-Security'), secure.cookies['csrftoken']['secure'], sep='|')"
+    )
+    database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    result = run_manage("shell", "-c", script, DATABASE_URL=database, STATIC_MANIFEST="false", **production(**variables))
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("ANSWERS|"))
+    return dict(zip(["page", "location", "health", "hsts", "secure_cookie"], line.split("|")[1:], strict=True))
+
+
+def test_production_redirects_http_to_https_except_the_health_check_and_sends_hsts(tmp_path):
+    answers = answers_over_http(tmp_path)
+    assert (answers["page"], answers["location"]) == ("301", "https://mooc.example.org/signup/sent/")
+    assert answers["health"] == "200"  # the load balancer's plain http check reaches the app
+    assert answers["hsts"] == "max-age=31536000; includeSubDomains"
+    assert answers["secure_cookie"] == "True"
+
+
+def test_hsts_and_the_redirect_follow_their_settings(tmp_path):
+    answers = answers_over_http(
+        tmp_path, SECURE_HSTS_SECONDS="3600", SECURE_HSTS_INCLUDE_SUBDOMAINS="false", SECURE_HSTS_PRELOAD="true",
+        SECURE_SSL_REDIRECT="false",
+    )
+    assert (answers["page"], answers["location"]) == ("200", "None")
+    assert answers["hsts"] == "max-age=3600; preload"
+
+
+def test_admin_login_throttling_reads_its_limits():
+    script = "from django.conf import settings as s; print('LIMITS', s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME, sep='|')"
+    limits = []
+    for variables in [{}, {"ADMIN_LOGIN_FAILURE_LIMIT": "3", "ADMIN_LOGIN_LOCKOUT_MINUTES": "60"}]:
+        result = run_manage("shell", "-c", script, DEBUG="true", **variables)
+        assert result.returncode == 0, result.stderr
+        limits.append(next(line for line in result.stdout.splitlines() if line.startswith("LIMITS|")))
+    assert limits == ["LIMITS|5|0:15:00", "LIMITS|3|1:00:00"]
+    refused = run_manage("check", DEBUG="true", ADMIN_LOGIN_FAILURE_LIMIT="0")
+    assert refused.stderr.strip() == "Configuration error: ADMIN_LOGIN_FAILURE_LIMIT must be at least 1, not 0"

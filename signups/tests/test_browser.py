@@ -6,7 +6,10 @@ import re
 
 import pytest
 
+from mooc.testing.fixtures import DESKTOP_WIDTH, PHONE_WIDTH, csp_violations, fits_width
 from signups.models import Enrollment, Learner
+from signups.tests.factories import EnrollmentFactory
+from signups.tokens import confirmation_token
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -31,6 +34,7 @@ def test_sign_up_confirm_switch_round_and_unsubscribe(browser, live_server, sett
     context = browser.new_context(timezone_id="Asia/Tokyo")
     page = context.new_page()
     page.set_default_timeout(10_000)
+    violations = csp_violations(page)
     try:
         page.goto(live_server.url + "/")
         # The browser filled in its own time zone.
@@ -49,7 +53,11 @@ def test_sign_up_confirm_switch_round_and_unsubscribe(browser, live_server, sett
         confirm_url = re.search(r"http://\S+/confirm/\S+/", text).group(0)
 
         page.goto(confirm_url)
+        page.get_by_role("heading", name="Confirm your address").wait_for()
+        assert not Learner.objects.get().is_confirmed  # opening the link is not confirming
+        page.get_by_role("button", name="Confirm").click()
         page.get_by_role("heading", name="You are in!").wait_for()
+        assert Learner.objects.get().is_confirmed
         page.get_by_role("link", name="Manage your enrollment").click()
         page.get_by_role("heading", name="Your enrollment").wait_for()
         assert next_cohort.name in page.content()
@@ -64,8 +72,31 @@ def test_sign_up_confirm_switch_round_and_unsubscribe(browser, live_server, sett
         page.get_by_role("heading", name="You are unsubscribed").wait_for()
         learner.refresh_from_db()
         assert learner.is_unsubscribed
+        # Every page on the way (home, check your inbox, confirm, you are in, /me/, unsubscribe)
+        # kept to the Content-Security-Policy.
+        assert violations == []
     finally:
         context.close()
+
+
+def test_the_browser_refuses_what_the_policy_forbids(page, live_server):
+    """The header is obeyed, and `csp_violations` sees what is refused."""
+    violations = csp_violations(page)
+    page.goto(live_server.url + "/signup/sent/")
+    assert violations == []
+
+    with page.expect_console_message(lambda message: "inline style" in message.text):
+        page.evaluate("document.body.setAttribute('style', 'background: red')")
+    with page.expect_console_message(lambda message: "inline script" in message.text):
+        page.evaluate("""() => {
+            const script = document.createElement('script');
+            script.textContent = 'window.inlineScriptRan = true';
+            document.body.append(script);
+        }""")
+
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") != "rgb(255, 0, 0)"
+    assert page.evaluate("window.inlineScriptRan") is None
+    assert len(violations) == 2
 
 
 def test_the_form_without_javascript_offers_time_zones_to_pick(browser, live_server, next_cohort):
@@ -78,3 +109,25 @@ def test_the_form_without_javascript_offers_time_zones_to_pick(browser, live_ser
         assert page.locator("datalist#timezone-names option[value='America/Chicago']").count() == 1
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("width", [PHONE_WIDTH, DESKTOP_WIDTH])
+def test_the_confirm_page_reads_and_works_on_a_phone_and_a_laptop(page_at, live_server, next_cohort, width):
+    enrollment = EnrollmentFactory(
+        cohort=next_cohort, status=Enrollment.Status.PENDING,
+        learner__confirmed_at=None, learner__email="a.rather.long.address.for.a.small.screen@example.org",
+    )
+    page = page_at(width)
+    page.goto(f"{live_server.url}/confirm/{confirmation_token(enrollment.pk)}/")
+
+    button = page.get_by_role("button", name="Confirm")
+    assert button.is_visible()
+    box = button.bounding_box()
+    assert 0 <= box["x"] and box["x"] + box["width"] <= width
+    assert fits_width(page)
+
+    button.click()
+    page.get_by_role("heading", name="You are in!").wait_for()
+    assert fits_width(page)
+    enrollment.refresh_from_db()
+    assert enrollment.status == Enrollment.Status.ACTIVE

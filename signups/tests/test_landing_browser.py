@@ -4,6 +4,7 @@ import pytest
 
 from cohorts.models import Course
 from cohorts.services import demo_load
+from mooc.testing.fixtures import fits_width
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -29,14 +30,9 @@ def test_the_syllabus_is_visible(page, live_server, demo_course):
     assert page.evaluate("getComputedStyle(document.querySelector('.week')).borderStyle") == "solid"
 
 
-def test_the_page_reads_on_a_phone(browser, live_server, demo_course):
-    phone = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
-    try:
-        page = phone.new_page()
-        page.goto(live_server.url + "/")
-        # Nothing sticks out sideways: no horizontal scrolling on a narrow screen.
-        assert page.evaluate("document.documentElement.scrollWidth") <= 360
-        page.get_by_role("link", name="Join the next round").click()
-        assert page.get_by_role("heading", name="Join the next round").is_visible()
-    finally:
-        phone.close()
+def test_the_page_reads_on_a_phone(page_at, live_server, demo_course):
+    page = page_at(360)
+    page.goto(live_server.url + "/")
+    assert fits_width(page)
+    page.get_by_role("link", name="Join the next round").click()
+    assert page.get_by_role("heading", name="Join the next round").is_visible()

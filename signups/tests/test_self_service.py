@@ -8,6 +8,8 @@ import pytest
 from django.core import mail, signing
 from django.test import Client
 
+from scheduler.delivery import deliveries_dispatch
+from scheduler.models import EmailKind
 from signups.models import Enrollment, Erasure, Learner, Suppression, email_digest
 from signups.selectors import enrollments_mailable
 from signups.services import learner_links
@@ -34,14 +36,45 @@ def manage_path(learner) -> str:
 # --- Confirmation ------------------------------------------------------------------------------
 
 
+def welcome_planned(cohort, now) -> bool:
+    """Whether the scheduler's next pass would put a welcome email for `cohort` in the ledger."""
+    planned = deliveries_dispatch(now, dry_run=True).planned
+    return any(slug == cohort.slug and kind == EmailKind.WELCOME for slug, kind, _, _ in planned)
+
+
+def test_opening_the_link_only_asks_and_the_button_confirms(client, next_cohort, clock):
+    link = signup(client, next_cohort)
+
+    # What a mail scanner does: fetch the link, without cookies, before its reader sees it.
+    scanned = Client().get(link)
+    assert Client().head(link).status_code == 200
+    assert scanned.status_code == 200
+    page = scanned.content.decode()
+    assert '<form method="post">' in page and ">Confirm</button>" in page
+    assert "grace@example.org" in page and next_cohort.name in page
+    assert "/me/" not in page  # the learner's own page is for after confirming
+    learner = Learner.objects.get()
+    assert not learner.is_confirmed and learner.enrollments.get().status == "pending"
+    assert not welcome_planned(next_cohort, clock.now())
+
+    confirmed = client.post(link)
+
+    assert "You are in!" in confirmed.content.decode()
+    learner.refresh_from_db()
+    assert learner.is_confirmed and learner.enrollments.get().status == "active"
+    assert welcome_planned(next_cohort, clock.now())
+
+
 def test_confirming_twice_says_already_done(client, next_cohort):
     link = signup(client, next_cohort)
 
-    first = client.get(link)
-    second = client.get(link)
+    first = client.post(link)
+    second = client.post(link)
+    opened_again = client.get(link)
 
     assert "You are in!" in first.content.decode()
     assert "Already confirmed" in second.content.decode()
+    assert "Already confirmed" in opened_again.content.decode()
     learner = Learner.objects.get()
     assert learner.is_confirmed
     assert learner.enrollments.get().status == "active"
@@ -53,23 +86,25 @@ def test_only_confirmed_learners_are_mailable(client, next_cohort):
     assert not enrollments_mailable(next_cohort).exists()
 
 
-def test_an_altered_link_says_so_and_offers_a_fresh_one(client, next_cohort):
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_altered_link_says_so_and_offers_a_fresh_one(client, next_cohort, method):
     link = signup(client, next_cohort)
     tampered = link[:-3] + ("A" if link[-3] != "A" else "B") + link[-2:]
 
     for path in [tampered, "/confirm/garbage/", "/confirm/" + signing.dumps({"enrollment": 1}, salt="other") + "/"]:
-        response = client.get(path)
+        response = getattr(client, method)(path)
         assert response.status_code == 400
         assert "This link does not work" in response.content.decode()
         assert 'action="/confirm/resend/"' in response.content.decode()
     assert not Learner.objects.get().is_confirmed
 
 
-def test_an_expired_link_says_so_and_a_fresh_one_can_be_had(client, next_cohort, clock):
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_expired_link_says_so_and_a_fresh_one_can_be_had(client, next_cohort, clock, method):
     link = signup(client, next_cohort)
 
     clock.shift(datetime.timedelta(days=8))
-    response = client.get(link)
+    response = getattr(client, method)(link)
     assert response.status_code == 400
     page = response.content.decode()
     assert "This link has expired" in page
@@ -80,7 +115,8 @@ def test_an_expired_link_says_so_and_a_fresh_one_can_be_had(client, next_cohort,
     fresh = re.search(r"https?://\S+/confirm/\S+/", mail.outbox[-1].body).group(0)
     assert fresh != "http://testserver" + link
     assert len(mail.outbox) == 2
-    assert "You are in!" in client.get(fresh).content.decode()
+    assert "Confirm your address" in client.get(fresh).content.decode()
+    assert "You are in!" in client.post(fresh).content.decode()
 
 
 def test_asking_for_a_fresh_link_for_an_unknown_address_says_the_same(client):
@@ -89,9 +125,14 @@ def test_asking_for_a_fresh_link_for_an_unknown_address_says_the_same(client):
     assert not mail.outbox
 
 
-def test_a_link_for_an_enrollment_that_moved_on_no_longer_works(client, next_cohort):
-    enrollment = EnrollmentFactory(cohort=next_cohort, status=Enrollment.Status.LEFT)
-    assert client.get(f"/confirm/{confirmation_token(enrollment.pk)}/").status_code == 400
+@pytest.mark.parametrize("status", [Enrollment.Status.LEFT, Enrollment.Status.SWITCHED])
+def test_a_link_for_an_enrollment_that_moved_on_no_longer_works(client, next_cohort, status):
+    enrollment = EnrollmentFactory(cohort=next_cohort, status=status)
+    path = f"/confirm/{confirmation_token(enrollment.pk)}/"
+    assert client.get(path).status_code == 400
+    assert client.post(path).status_code == 400
+    enrollment.refresh_from_db()
+    assert enrollment.status == status
 
 
 # --- The learner's own page ----------------------------------------------------------------------
@@ -201,9 +242,34 @@ def test_an_erased_address_must_confirm_anew(client, next_cohort):
     assert not enrollments_mailable(next_cohort).exists()
     assert Suppression.objects.exists()
 
-    client.get(link)
+    client.post(link)
     assert enrollments_mailable(next_cohort).count() == 1
     assert not Suppression.objects.exists()
+
+
+SECRET_LINK_PAGES = {
+    "manage": lambda client, learner, confirm: client.get(manage_path(learner)),
+    "manage action": lambda client, learner, confirm: client.post(manage_path(learner) + "pause/"),
+    "export": lambda client, learner, confirm: client.get(manage_path(learner) + "export/"),
+    "erase form": lambda client, learner, confirm: client.get(manage_path(learner) + "erase/"),
+    "erase": lambda client, learner, confirm: client.post(manage_path(learner) + "erase/"),
+    "manage, a bad link": lambda client, learner, confirm: client.get("/me/garbage/"),
+    "confirm page": lambda client, learner, confirm: client.get(confirm),
+    "confirm": lambda client, learner, confirm: client.post(confirm),
+    "unsubscribe page": lambda client, learner, confirm: client.get(learner_links(learner)["unsubscribe"]),
+    "unsubscribe": lambda client, learner, confirm: client.post(learner_links(learner)["unsubscribe"]),
+}
+
+
+@pytest.mark.parametrize("page", SECRET_LINK_PAGES)
+def test_pages_behind_a_learners_secret_link_are_never_stored(client, next_cohort, page):
+    enrollment = EnrollmentFactory(cohort=next_cohort, status=Enrollment.Status.PENDING, learner__confirmed_at=None)
+    confirm = f"/confirm/{confirmation_token(enrollment.pk)}/"
+
+    response = SECRET_LINK_PAGES[page](client, enrollment.learner, confirm)
+
+    assert response.status_code in (200, 302, 400)
+    assert "no-store" in response["Cache-Control"].split(", ")
 
 
 # --- Unsubscribe -------------------------------------------------------------------------------
@@ -239,7 +305,7 @@ def test_one_click_unsubscribe_works_without_a_csrf_token_or_a_login(next_cohort
 
 def test_an_unsubscribed_address_is_mailed_again_only_after_it_confirms(client, next_cohort, clock):
     link = signup(client, next_cohort)
-    client.get(link)
+    client.post(link)
     learner = Learner.objects.get()
     client.post(learner_links(learner)["unsubscribe"].removeprefix("http://testserver"))
 
@@ -247,6 +313,6 @@ def test_an_unsubscribed_address_is_mailed_again_only_after_it_confirms(client, 
     relink = signup(client, next_cohort)
     assert not enrollments_mailable(next_cohort).exists()
 
-    client.get(relink)
+    client.post(relink)
     assert enrollments_mailable(next_cohort).count() == 1
     assert not Learner.objects.get().is_unsubscribed

@@ -78,7 +78,7 @@ def test_signing_up_again_after_ten_minutes_re_sends_the_confirmation(client, ne
 
     assert len(mail.outbox) == 2
     assert Learner.objects.count() == 1
-    assert client.get(confirm_link(mail.outbox[1])).status_code == 200
+    assert client.post(confirm_link(mail.outbox[1])).status_code == 200
     assert Learner.objects.get().is_confirmed
 
 
@@ -96,7 +96,7 @@ def test_known_and_unknown_addresses_get_the_same_answer(client, next_cohort, cl
 
 def test_a_confirmed_learner_signing_up_again_changes_nothing_and_gets_a_manage_link(client, next_cohort, later_cohort, clock):
     client.post("/signup/", form_data(cohort=next_cohort.slug))
-    client.get(confirm_link(mail.outbox[0]))
+    client.post(confirm_link(mail.outbox[0]))
     clock.shift(datetime.timedelta(minutes=11))
     client.post("/signup/", form_data(first_name="Mallory", cohort=later_cohort.slug))
 
