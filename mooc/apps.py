@@ -1,4 +1,4 @@
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.db.models.signals import post_migrate
 
 
@@ -11,4 +11,6 @@ class MoocConfig(AppConfig):
     def ready(self):
         from mooc.permissions import roles_sync_after_migrate
 
-        post_migrate.connect(roles_sync_after_migrate, sender=self, dispatch_uid="mooc.roles_sync")
+        # post_migrate is sent (after every migrate and flush) only for apps with models, which
+        # mooc has none of: listen for auth's, once per run.
+        post_migrate.connect(roles_sync_after_migrate, sender=apps.get_app_config("auth"), dispatch_uid="mooc.roles_sync")

@@ -112,6 +112,14 @@ def test_a_role_edited_by_hand_is_put_back_in_step_with_the_code():
     assert Group.objects.get(name=ORGANIZER).permissions.count() == len(ROLES[ORGANIZER])
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_roles_come_back_after_the_database_is_emptied():
+    call_command("flush", interactive=False, verbosity=0)
+
+    assert set(Group.objects.values_list("name", flat=True)) == set(ROLES)
+    assert Group.objects.get(name=VIEWER).permissions.count() == len(ROLES[VIEWER])
+
+
 @pytest.mark.parametrize("action", ACTIONS, ids=lambda action: action.name)
 @pytest.mark.parametrize("role", EVERY_ROLE)
 def test_each_action_is_offered_to_and_run_by_organizers_only(role, action, course_with_learners):
