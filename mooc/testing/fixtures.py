@@ -24,6 +24,16 @@ CHROMIUM_FLAGS = [
 ]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fast_password_hashing():
+    """Production hashes a password with a million rounds of PBKDF2 (about 0.3 s); tests that log
+    staff in through the real login form would spend minutes on it. Hashing is not under test."""
+    from django.test import override_settings
+
+    with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+        yield
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Debian's chromium, driven by Playwright; skips (with the reason) when either is missing."""

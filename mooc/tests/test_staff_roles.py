@@ -4,6 +4,7 @@ An action a role may not run is not offered to it, and posting it anyway changes
 custom view it may not use answers 403. The roles themselves come from the data migration.
 """
 
+import datetime
 from dataclasses import dataclass
 from io import StringIO
 
@@ -16,8 +17,10 @@ from django.test import Client
 from django.urls import reverse
 
 from cohorts.models import Cohort, StudyGroup
+from cohorts.tests.factories import CohortFactory
 from mooc.permissions import COURSE_EDITOR, ORGANIZER, ROLES, VIEWER, roles_sync
 from scheduler.models import Delivery, EmailKind, EmailTemplate
+from scheduler.services import template_version_save
 from signups.models import Enrollment, Learner
 from signups.services import learner_links
 from signups.tests.factories import EnrollmentFactory
@@ -42,17 +45,17 @@ def log_in(role: str) -> Client:
 
 @pytest.fixture
 def course_with_learners(clock):
-    """The demo course and its templates, a round with twelve confirmed learners (one with a
-    failed week 1), a second round to move to, and one learner still to confirm."""
-    call_command("load_demo", stdout=StringIO())
-    cohort = Cohort.objects.get(slug="gentle-python-round-2")
+    """A course, a round with twelve confirmed learners (one with a failed week 1), a second
+    round to move to, and one learner still to confirm."""
+    cohort = CohortFactory(name="Round 2")
+    other = CohortFactory(course=cohort.course, start_date=cohort.start_date + datetime.timedelta(weeks=4))
     learners = EnrollmentFactory.create_batch(12, cohort=cohort, learner__first_name="Hedy")
     Delivery.objects.create(
         learner=learners[0].learner, cohort=cohort, kind=EmailKind.WEEK, week_number=1, due_at=clock.now(),
         status=Delivery.Status.FAILED, reason="refused by the test",
     )
     unconfirmed = EnrollmentFactory(cohort=cohort, status=Enrollment.Status.PENDING, learner__confirmed_at=None).learner
-    return {"cohort": cohort, "other": Cohort.objects.get(slug="gentle-python-round-1"), "learners": learners, "unconfirmed": unconfirmed}
+    return {"cohort": cohort, "other": other, "learners": learners, "unconfirmed": unconfirmed}
 
 
 @dataclass
@@ -159,7 +162,9 @@ def test_nothing_changes_for_a_role_without_the_action_even_selecting_everything
 
 @pytest.fixture
 def week_one(course_with_learners):
-    return EmailTemplate.objects.get(cohort=None, kind=EmailKind.WEEK, week_number=1)
+    template = EmailTemplate.objects.create(course=course_with_learners["cohort"].course, kind=EmailKind.WEEK, week_number=1)
+    template_version_save(template, "Week 1", "Hello {{ learner.first_name }}\n")
+    return template
 
 
 def _preview(client, template, cohort):
