@@ -128,10 +128,13 @@ def render_bounded(template, context: dict, deadline: float, over_time: str) -> 
 # --- Sizes ------------------------------------------------------------------------------------
 
 
-def size_of(value, limit: int = OPERATION_MAX) -> int:
+def size_of(value, limit: int = OPERATION_MAX) -> int | None:
     """Characters (or items) in a value: a string's length; a list, tuple or dict counts its items
-    and everything in them. Stops counting past `limit`, so it is cheap on anything big, and a
-    list nested in itself many times (`[a, a]` again and again) is not walked exponentially."""
+    and everything in them. For those, None past `limit`: counting stops there, so it is cheap
+    on anything big, and a list nested in itself many times (`[a, a]` again and again) is not
+    walked exponentially."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
     total, pending = 0, [value]
     while pending:
         item = pending.pop()
@@ -139,17 +142,18 @@ def size_of(value, limit: int = OPERATION_MAX) -> int:
             total += len(item)
         elif isinstance(item, (list, tuple, dict)):
             total += len(item)
-            if total > limit:
-                return total
-            pending.extend(item.items() if isinstance(item, dict) else item)
+            if total <= limit:
+                pending.extend(item.items() if isinstance(item, dict) else item)
         else:
             total += 1
         if total > limit:
-            return total
+            return None
     return total
 
 
-def _too_big(size: int) -> RenderLimitExceeded:
+def _too_big(size: int | None) -> RenderLimitExceeded:
+    if size is None:
+        return RenderLimitExceeded(f"one operation would make more than {OPERATION_MAX:,} characters (or list items)")
     return RenderLimitExceeded(f"one operation would make {size:,} characters (or list items); at most {OPERATION_MAX:,}")
 
 
@@ -163,14 +167,13 @@ def checked(value):
         if value and abs(value) >= 10**NUMBER_DIGITS_MAX:
             raise _number_too_big()
     elif isinstance(value, (str, bytes, list, tuple, dict)):
-        size = size_of(value)
-        if size > OPERATION_MAX:
-            raise _too_big(size)
+        _refuse_over(size_of(value))
     return value
 
 
-def _refuse_over(size: int) -> None:
-    if size > OPERATION_MAX:
+def _refuse_over(size: int | None) -> None:
+    """Refuse a size past OPERATION_MAX (None: past it, as size_of says)."""
+    if size is None or size > OPERATION_MAX:
         raise _too_big(size)
 
 
@@ -180,8 +183,9 @@ def _refuse_over(size: int) -> None:
 def _check_repetition(left, right) -> None:
     """`text * n`, `n * text`, `[...] * n`."""
     for sequence, count in ((left, right), (right, left)):
-        if isinstance(sequence, (str, bytes, list, tuple)) and isinstance(count, int):
-            _refuse_over(size_of(sequence) * max(count, 0) if sequence else 0)
+        if isinstance(sequence, (str, bytes, list, tuple)) and isinstance(count, int) and count > 0:
+            size = size_of(sequence)
+            _refuse_over(None if size is None else size * count)
 
 
 def _check_power(base, exponent) -> None:
@@ -345,6 +349,12 @@ class _BoundedCodeGenerator(CodeGenerator):
     def buffer(self, frame):
         frame.buffer = self.temporary_identifier()
         self.writeline(f"{frame.buffer} = environment.counted_buffer()")
+
+    def visit_Output(self, node, frame):
+        # Jinja2 writes a buffer's append/extend, and a constant's yield, without a line of
+        # their own: a limit broken there would be reported at the line before. Mark it.
+        self.newline(node)
+        super().visit_Output(node, frame)
 
     def _checked(self, visit, node, frame):
         self.write("environment.checked(")

@@ -1,6 +1,5 @@
 """Staff-written emails: rendering every variable, escaping, the sandbox, validation, history, defaults."""
 
-import datetime
 import re
 from io import StringIO
 
@@ -13,6 +12,7 @@ from scheduler.models import EmailKind, EmailTemplate
 from scheduler.selectors import email_context, preview_context, sample_contexts, week_context
 from scheduler.services import email_render, template_restore, template_version_save
 from scheduler.templating import TemplateProblem, email_check
+from scheduler.tests.helpers import readable_context
 from signups.tests.factories import EnrollmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -51,25 +51,6 @@ def week_template(course, number):
 
 def render(version, context):
     return email_render(version, context, "week; cohort=test; week=1; id=1")
-
-
-def readable_context() -> dict:
-    """A learner in a group, in a week with every part, with short values easy to look for
-    (the save check's samples are as long as real values can be: hard to read in a test)."""
-    from types import SimpleNamespace
-
-    link = {"title": "A link", "url": "https://example.org/"}
-    week = {"number": 3, "title": "A week", "is_last": False, "lecture": link, "readings": [link], "exercises": [link],
-            "project": link, "discussion": link}
-    return email_context(
-        first_name="Ada", timezone_name="Europe/London", course=SimpleNamespace(title="A Course", week_count=8),
-        cohort=SimpleNamespace(name="Round 1", start_date=datetime.date(2026, 11, 30)), week=week,
-        group=SimpleNamespace(name="Group 1", discussion_url="https://example.org/g1"),
-        members=[{"first_name": "Grace", "timezone": "America/New_York"}, {"first_name": "Alan", "timezone": "Europe/London"}],
-        moved_from="Group 9",
-        links={"manage": "https://example.org/me/x/", "switch": "https://example.org/me/x/#switch",
-               "unsubscribe": "https://example.org/u/x/", "site": "https://example.org/"},
-    )
 
 
 def test_every_documented_variable_renders(demo):
