@@ -78,11 +78,11 @@ class RenderBudget:
     def produce(self, characters: int) -> None:
         self.characters_left -= characters
         if self.characters_left < 0:
-            raise RenderLimitExceeded(f"it produced more than {_kib(OUTPUT_MAX)} ({OUTPUT_MAX:,} characters)")
+            raise RenderLimitExceeded(_output_too_long())
 
 
-def _kib(characters: int) -> str:
-    return f"{characters // 1024:,} KiB"
+def _output_too_long() -> str:
+    return f"it produced more than {OUTPUT_MAX // 1024:,} KiB ({OUTPUT_MAX:,} characters)"
 
 
 _budget: contextvars.ContextVar[RenderBudget] = contextvars.ContextVar("template_render_budget")
@@ -104,22 +104,24 @@ def render_bounded(template, context: dict, deadline: float, over_time: str) -> 
     """Render a template of EmailEnvironment within the limits, by `deadline` (a _monotonic() moment).
 
     Raises RenderLimitExceeded from the template's line that broke a limit. Output is counted
-    as it is generated: a render past OUTPUT_MAX stops there, it is never joined first.
+    piece by piece as the template generates it: a render past OUTPUT_MAX stops there, it is
+    never joined first. (Template.generate() with one generator less: this runs per piece.)
     """
     budget = RenderBudget(deadline=deadline, over_time=over_time, steps_left=STEPS_MAX, characters_left=OUTPUT_MAX)
     token = _budget.set(budget)
     try:
         pieces = []
-        generator = template.generate(context)
-        for piece in generator:
-            try:
-                budget.produce(len(piece))
-            except RenderLimitExceeded as error:
-                # Raised inside the template, at the output that broke the limit, so that the
-                # error carries that line (Jinja2 rewrites the traceback on the way out).
-                generator.throw(error)
-                raise  # not reached: the template raised the error again, with its line
-            pieces.append(piece)
+        generator = template.root_render_func(template.new_context(context))
+        try:
+            for piece in generator:
+                budget.characters_left -= len(piece)  # budget.produce(), inline
+                if budget.characters_left < 0:
+                    # Thrown into the template, at the output that broke the limit: the error
+                    # then carries that line.
+                    generator.throw(RenderLimitExceeded(_output_too_long()))
+                pieces.append(piece)
+        except Exception:
+            template.environment.handle_exception()  # raises it again, traceback rewritten to the template's lines
         return "".join(pieces)
     finally:
         _budget.reset(token)
