@@ -14,8 +14,9 @@ something big or take long is bounded:
 - **Numbers** an operation makes have at most NUMBER_DIGITS_MAX digits (`9**9**9` is refused
   before it is computed).
 - **Output**: one render (a subject, a text or an HTML part) produces at most OUTPUT_MAX
-  characters, counted while it is generated (Template.generate), including text captured
-  into `{% set %}` blocks, filter blocks and macros (their buffers count as they fill).
+  characters, counted piece by piece as the template generates them (never joined first),
+  including text captured into `{% set %}` blocks, filter blocks and macros (their buffers
+  count as they fill).
 - **Steps**: one render takes at most STEPS_MAX steps: each turn of a `{% for %}` loop, each
   call and each arithmetic operation is one.
 - **Time**: a render stops at its deadline (send time: RENDER_SECONDS_MAX for a whole email;

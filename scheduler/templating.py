@@ -163,7 +163,7 @@ def _check_source(field: str, source: str, environment) -> None:
     except TemplateSyntaxError as error:
         raise _syntax_problem(field, error) from None
     except RecursionError:
-        raise TemplateProblem(field, "the template nests too deeply") from None
+        raise TemplateProblem(field, "the template nests too deeply to compile (blocks inside blocks, or brackets)") from None
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         raise TemplateProblem(field, "templates cannot include, import or extend other templates", node.lineno)
     # A macro calling itself twice is exponential without a single loop; emails need none.
@@ -208,7 +208,7 @@ def email_check(subject: str, body: str, sample_contexts: list[dict]) -> None:
     deadline = deadline_after(sandbox.CHECK_SECONDS_MAX)
     over_time = f"checking it for the sample learners took longer than {sandbox.CHECK_SECONDS_MAX:g} seconds"
     for field, source, environment in [("subject", subject, _TEXT_STRICT), ("body", body, _TEXT_STRICT), ("body", html_source, _HTML_STRICT)]:
-        template = environment.from_string(source)
+        template = _compile_checked(field, source, environment)
         for context in sample_contexts:
             try:
                 render_bounded(template, context, deadline, over_time)
@@ -216,6 +216,15 @@ def email_check(subject: str, body: str, sample_contexts: list[dict]) -> None:
                 # The HTML's lines are the converted Markdown's, not the body's the editor shows.
                 line = _line_of(error) if source is not html_source else None
                 raise _render_problem(field, error, line) from None
+
+
+def _compile_checked(field: str, source: str, environment):
+    try:
+        return environment.from_string(source)
+    except TemplateSyntaxError as error:
+        raise _syntax_problem(field, error) from None
+    except (SyntaxError, RecursionError):  # Python's own limits on nesting (some 20 blocks deep), met before Jinja2's
+        raise TemplateProblem(field, "the template nests too deeply to compile (blocks inside blocks, or brackets)") from None
 
 
 def _render_problem(field: str, error: Exception, line: int | None) -> TemplateProblem:

@@ -130,6 +130,19 @@ def test_numbers_multiplied_line_after_line_are_refused_past_the_digits_allowed(
     assert NUMBER in str(refused)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "".join(f"{{% for a{n} in week.readings %}}" for n in range(25)) + "x" + "{% endfor %}" * 25,  # Python's block limit
+        "{% if group %}" * 100 + "x" + "{% endif %}" * 100,  # Python's indentation limit
+        "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}",  # the parser's recursion
+    ],
+    ids=["25 nested loops", "100 nested ifs", "3000 brackets"],
+)
+def test_a_template_nested_too_deeply_to_compile_is_refused_not_a_crash(body):
+    assert "the template nests too deeply to compile" in str(refusal(body))
+
+
 def test_the_output_is_counted_while_it_is_generated_not_after():
     pulled = []
     numbers = (pulled.append(number) or number for number in range(10**4))  # 10 MB, were it joined first
