@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from functools import update_wrapper
 
-from jinja2.compiler import CodeGenerator
+from jinja2.compiler import CodeGenerator, optimizeconst
 from jinja2.exceptions import TemplateRuntimeError
 from jinja2.filters import sync_do_join
 from jinja2.runtime import LoopContext, Macro
@@ -199,11 +199,12 @@ def _check_power(base, exponent) -> None:
             raise _number_too_big()
 
 
-def printf_widths(fmt: str | bytes) -> list[int | None]:
-    """The widths and precisions of a printf-style format (`'%5.2f' % x`), read as Python reads
-    them (mapping keys with nested brackets, flags, one length modifier); None for `*`."""
+def printf_conversions(fmt: str | bytes) -> list[tuple[int | None, int | None]]:
+    """The (width, precision) of each conversion of a printf-style format (`'%5.2f' % x`), read
+    as Python reads them (mapping keys with nested brackets, flags, one length modifier; `%%`
+    is no conversion); 0 where none is given, None for `*`."""
     text = fmt if isinstance(fmt, str) else fmt.decode("latin-1")
-    found: list[int | None] = []
+    found: list[tuple[int | None, int | None]] = []
     position = text.find("%")
     while position != -1:
         index = position + 1
@@ -214,33 +215,42 @@ def printf_widths(fmt: str | bytes) -> list[int | None]:
                 index += 1
         while index < len(text) and text[index] in "-+ #0":
             index += 1
+        numbers: list[int | None] = []
         for part in ("width", "precision"):
             if part == "precision":
                 if index < len(text) and text[index] == ".":
                     index += 1
                 else:
+                    numbers.append(0)
                     break
             if index < len(text) and text[index] == "*":
-                found.append(None)
+                numbers.append(None)
                 index += 1
                 continue
             start = index
             while index < len(text) and "0" <= text[index] <= "9":
                 index += 1
-            if index > start:
-                digits = text[start:index]
-                found.append(int(digits) if len(digits) <= 9 else 10**9)
+            digits = text[start:index]
+            numbers.append(0 if not digits else int(digits) if len(digits) <= 9 else 10**9)
         if index < len(text) and text[index] in "hlL":
             index += 1
+        if text[index:index + 1] != "%":
+            found.append((numbers[0], numbers[1]))
         position = text.find("%", index + 1)  # past the conversion character
     return found
 
 
-def _check_printf(fmt) -> None:
-    for width in printf_widths(fmt):
-        if width is None:
-            raise RenderLimitExceeded("a width or precision taken from the arguments (*) is not allowed in a % format")
-        _refuse_over(width)
+def _check_printf(fmt, values) -> None:
+    """`fmt % values`: every width and precision, then the whole result (each conversion as wide
+    as its width, its precision or the longest value, whichever is more), before Python formats it."""
+    conversions = printf_conversions(fmt)
+    if any(None in conversion for conversion in conversions):
+        raise RenderLimitExceeded("a width or precision taken from the arguments (*) is not allowed in a % format")
+    for width, precision in conversions:
+        _refuse_over(max(width, precision))
+    values = list(values.values()) if isinstance(values, dict) else values if isinstance(values, tuple) else (values,)
+    longest = max((len(value) if isinstance(value, (str, bytes)) else len(str(value)) for value in values), default=0)
+    _refuse_over(len(fmt) + sum(max(width, precision, longest) for width, precision in conversions))
 
 
 _DIGITS = re.compile(r"[0-9]+")
@@ -305,11 +315,20 @@ def _method_arguments(method, args: tuple, kwargs: dict) -> tuple:
 
 
 class _BoundedFormatting:
-    """For str.format and format_map: every field's spec, nested specs resolved, is checked first."""
+    """For str.format and format_map: every field's spec, nested specs resolved, is checked
+    before the field is formatted, and formatting stops as soon as what it has made (the
+    format's own text, then each field) passes OPERATION_MAX."""
+
+    def vformat(self, format_string, args, kwargs):
+        self._made = len(format_string)
+        return super().vformat(format_string, args, kwargs)
 
     def format_field(self, value, format_spec):
         check_format_spec(format_spec)
-        return super().format_field(value, format_spec)
+        field = super().format_field(value, format_spec)
+        self._made += len(field)
+        _refuse_over(self._made)
+        return field
 
 
 class _Formatter(_BoundedFormatting, SandboxedFormatter):
@@ -326,8 +345,9 @@ class _BoundedCodeGenerator(CodeGenerator):
     - every `{% for %}` iterates through `environment.loop_steps(...)` (a step per turn);
     - every buffer (`{% set %}` blocks, filter blocks, macros, call blocks) is a
       CountedBuffer, which counts what is appended against the render's output;
-    - `a ~ b` (a Concat, which the sandbox's intercepted_binops never sees) and lists, tuples
-      and dicts written in the template are size-checked as they are made.
+    - `a ~ b` (a Concat, which the sandbox's intercepted_binops never sees) is size-checked
+      before its pieces are joined, lists, tuples and dicts written in the template as they
+      are made.
     """
 
     def __init__(self, *args, **kwargs):
@@ -364,8 +384,21 @@ class _BoundedCodeGenerator(CodeGenerator):
         visit(node, frame)
         self.write(")")
 
+    @optimizeconst
     def visit_Concat(self, node, frame):
-        self._checked(super().visit_Concat, node, frame)
+        # Jinja2's, through environment.concat_bounded: the pieces' lengths are added up
+        # before they are joined (a ~ b ~ c ... with many pieces could make a lot at once).
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"environment.concat_bounded({join}, (")
+        for piece in node.nodes:
+            self.visit(piece, frame)
+            self.write(", ")
+        self.write("))")
 
     def visit_List(self, node, frame):
         self._checked(super().visit_List, node, frame)
@@ -414,7 +447,7 @@ class EmailEnvironment(ImmutableSandboxedEnvironment):
         elif operator == "**":
             _check_power(left, right)
         elif operator == "%" and isinstance(left, (str, bytes)):
-            _check_printf(left)
+            _check_printf(left, right)
         return checked(self.binop_table[operator](left, right))
 
     def call(self, context, obj, /, *args, **kwargs):
@@ -458,3 +491,10 @@ class EmailEnvironment(ImmutableSandboxedEnvironment):
 
     def checked(self, value):
         return checked(value)
+
+    def concat_bounded(self, join, pieces: tuple):
+        made = 0
+        for piece in pieces:
+            made += len(piece) if isinstance(piece, str) else len(str(piece))
+            _refuse_over(made)
+        return checked(join(pieces))

@@ -27,6 +27,9 @@ from scheduler import sandbox
 from scheduler.sandbox import EmailEnvironment, bounded_join, deadline_after, render_bounded
 
 SUBJECT_MAX_LENGTH = 200
+# A body is compiled in every worker and its text bounds much of what a render can do at once:
+# emails are a few thousand characters; this is far more than any needs.
+BODY_MAX_LENGTH = 100_000
 
 # The variables a template may use, with what they mean: shown beside the editor.
 VARIABLES = [
@@ -66,8 +69,9 @@ def _limits() -> list[tuple[str, str]]:
         ("One operation", f"makes at most {sandbox.OPERATION_MAX:,} characters (or list items): repeating with *, "
          "% and format() widths and precisions, padding (ljust, rjust, center, zfill, expandtabs), replace, join, ~."),
         ("Numbers", f"have at most {sandbox.NUMBER_DIGITS_MAX} digits (9**9**9 is refused)."),
-        ("Length", f"the subject, the text and the HTML are each at most {sandbox.OUTPUT_MAX // 1024} KiB "
-         f"({sandbox.OUTPUT_MAX:,} characters), counting text captured with {{% set %}}…{{% endset %}}."),
+        ("Length", f"the body as written is at most {BODY_MAX_LENGTH:,} characters; the subject, the text and the "
+         f"HTML sent are each at most {sandbox.OUTPUT_MAX // 1024} KiB ({sandbox.OUTPUT_MAX:,} characters), "
+         "counting text captured with {% set %}…{% endset %}."),
         ("Steps", f"each of them takes at most {sandbox.STEPS_MAX:,} steps: a turn of a {{% for %}} loop, a call "
          "and a calculation are a step each. Loops inside loops over learners' data add up fast."),
         ("Time", f"an email renders in at most {sandbox.RENDER_SECONDS_MAX:g} seconds when it is sent; the check "
@@ -202,6 +206,8 @@ def email_check(subject: str, body: str, sample_contexts: list[dict]) -> None:
         raise TemplateProblem("subject", f"the subject is {len(subject)} characters long; at most {SUBJECT_MAX_LENGTH}")
     if not body.strip():
         raise TemplateProblem("body", "the email has no text")
+    if len(body) > BODY_MAX_LENGTH:
+        raise TemplateProblem("body", f"the email is {len(body):,} characters long; at most {BODY_MAX_LENGTH:,}")
     _check_source("subject", subject, _TEXT_STRICT)
     _check_source("body", body, _TEXT_STRICT)
     html_source = markdown_to_html_template(body)

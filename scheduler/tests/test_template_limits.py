@@ -95,6 +95,32 @@ def test_doubling_with_set_line_after_line_is_refused_where_it_passes_the_limit(
     assert OPERATION.format(size=f"{link_length() * 2**doublings:,}") in str(refused)
 
 
+@pytest.mark.parametrize(
+    "lines, made",
+    [
+        # format() stops at its first field: the format's own 9,000 characters, then the value.
+        (["{% set f = '{0}' * 3000 %}", "{{ f.format(links.manage * 90) }}"], lambda link: 9000 + 90 * link),
+        # % is refused from its estimate: 2,000 conversions as long as the longest value.
+        (["{% set f = '%(a)s' * 2000 %}", "{{ f % {'a': links.manage * 90} }}"], lambda link: 10_000 + 2000 * 90 * link),
+        # ~ adds up its pieces before joining them: it stops at the second of five.
+        (["{% set a = links.manage * 90 %}", "{{ a ~ a ~ a ~ a ~ a }}"], lambda link: 2 * 90 * link),
+    ],
+    ids=["format", "percent", "concat"],
+)
+def test_a_small_format_over_a_long_value_is_refused_before_it_is_made(lines, made):
+    refused = refusal("\n".join(lines))
+
+    assert refused.line == 4
+    assert OPERATION.format(size=f"{made(link_length()):,}") in str(refused)
+
+
+def test_a_body_longer_than_any_email_needs_is_refused():
+    with pytest.raises(TemplateProblem) as refused:
+        email_check("Hi", "x" * (templating.BODY_MAX_LENGTH + 1), sample_contexts())
+
+    assert str(refused.value) == f"the email is {templating.BODY_MAX_LENGTH + 1:,} characters long; at most {templating.BODY_MAX_LENGTH:,}"
+
+
 def test_nesting_a_list_in_itself_line_after_line_is_refused_before_it_prints_exponentially():
     lines = ["{% set a = [links.manage] %}"] + ["{% set a = [a, a] %}"] * 40 + ["{{ a }}"]
     size, nestings = 1 + link_length(), 0  # a list counts its items and everything in them
