@@ -24,10 +24,10 @@ BILLION = OPERATION.format(size="1,000,000,000")
 PAST_OPERATION = f"one operation would make more than {sandbox.OPERATION_MAX:,} characters (or list items)"  # counted no further
 
 
-def refusal(body: str, subject: str = "Hi") -> TemplateProblem:
+def refusal(body: str) -> TemplateProblem:
     """The save check's refusal of an email whose body starts "Hello", a blank line, then `body` (line 3 on)."""
     with pytest.raises(TemplateProblem) as refused:
-        email_check(subject, f"Hello\n\n{body}\n", sample_contexts())
+        email_check("Hi", f"Hello\n\n{body}\n", sample_contexts())
     return refused.value
 
 
