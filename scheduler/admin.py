@@ -21,7 +21,7 @@ from scheduler.delivery import deliveries_resend_failed, deliveries_send_week_no
 from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion
 from scheduler.selectors import cohort_delivery_summary, preview_context, sample_contexts
 from scheduler.services import delivery_header, email_render, email_test_send, template_restore, template_version_save
-from scheduler.templating import FILTERS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
+from scheduler.templating import FILTERS, LIMITS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
 
 
 class EmailTemplateForm(forms.ModelForm):
@@ -83,6 +83,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             {
                 "variables": VARIABLES,
                 "filters": FILTERS,
+                "limits": LIMITS,
                 "preview_url": reverse("admin:scheduler_emailtemplate_preview"),
                 "preview_cohorts": Cohort.objects.filter(course=course).order_by("-start_date") if course else Cohort.objects.none(),
                 # Read-only history, newest first: versions are never edited, only added.

@@ -20,6 +20,13 @@ twice, and never mail someone who left. How it keeps those promises:
   it FAILED with AMBIGUOUS_REASON, shown in the cohort's admin, where "resend failed" re-sends
   it on purpose. A SENDING row without `provider_call_at` never reached the provider and goes
   back to PENDING. So a killed worker costs at most the one row it was sending.
+- **Out of time**: Celery's soft time limit (SoftTimeLimitExceeded) is never swallowed. The
+  chunk applies the same rule at once to the rows it still holds (the one in flight FAILED
+  with AMBIGUOUS_REASON if its provider call may have started, every other back to PENDING,
+  unqueued) and stops, re-raising it.
+- **Templates**: a render breaks no worker (scheduler/sandbox.py bounds its size, steps and
+  time): one that breaks a limit fails that learner's row with the limit it broke, and the
+  chunk goes on to the next learner.
 - **Failures**: a transient provider error (429, 5xx, timeouts, connection errors) puts the
   row back to PENDING with an exponential, jittered delay, up to MAX_ATTEMPTS, then FAILED; a
   refused address fails the row and suppresses the address for good.
@@ -39,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
@@ -63,6 +71,7 @@ AMBIGUOUS_REASON = (
     "so it is not re-sent automatically; use 'resend failed' to send it again"
 )
 NO_TEMPLATE_REASON = "no email template for this week (add one in admin, then send the week now)"
+OUT_OF_TIME_REASON = "the worker ran out of time (soft time limit) before sending this one; sent again"
 TOO_LATE_REASON = "due more than {limit} ago while nothing was sending: skipped rather than sent late"
 QUEUE_AGAIN_AFTER = datetime.timedelta(minutes=15)
 PLAN_BATCH = 5000  # ledger rows planned, inserted or marked queued per statement
@@ -355,7 +364,10 @@ def _eligibility_problem(row: Delivery, enrollment: Enrollment | None) -> str | 
 def deliveries_send(ids: list[int], now: datetime.datetime | None = None) -> SendReport:
     """Send one chunk of ledger rows. Safe to run twice or concurrently: only rows this call
     claims are sent. Loads the chunk in a fixed number of queries; writes each row's result
-    as it happens (before and after the provider call), so a crash costs at most one row."""
+    as it happens (before and after the provider call), so a crash costs at most one row.
+
+    Raises SoftTimeLimitExceeded, after releasing the rows it still holds (deliveries_release).
+    """
     now = now or timezone.now()
     report = SendReport()
     claim = uuid.uuid4()
@@ -363,6 +375,30 @@ def deliveries_send(ids: list[int], now: datetime.datetime | None = None) -> Sen
         status=Delivery.Status.SENDING, claim=claim, claimed_at=now, attempts=F("attempts") + 1, provider_call_at=None
     ):
         return report
+    try:
+        _chunk_send(claim, report, now)
+    except SoftTimeLimitExceeded:
+        returned, ambiguous = deliveries_release(claim)
+        logger.warning("Out of time: stopped a chunk; %d rows back to pending, %d interrupted during the provider call",
+                       returned, ambiguous)
+        raise
+    return report
+
+
+def deliveries_release(claim: uuid.UUID) -> tuple[int, int]:
+    """The ambiguity rule (see the module's docstring), at once, for the rows a chunk still holds
+    under `claim`: those whose provider call may have started become FAILED with
+    AMBIGUOUS_REASON, the others go back to PENDING, unqueued. Returns (pending, ambiguous)."""
+    held = Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING)
+    ambiguous = held.filter(provider_call_at__isnull=False).update(status=Delivery.Status.FAILED, claim=None, reason=AMBIGUOUS_REASON)
+    returned = held.filter(provider_call_at__isnull=True).update(
+        status=Delivery.Status.PENDING, claim=None, claimed_at=None, queued_at=None, reason=OUT_OF_TIME_REASON,
+    )
+    return returned, ambiguous
+
+
+def _chunk_send(claim: uuid.UUID, report: SendReport, now: datetime.datetime) -> None:
+    """The work of deliveries_send on the rows it claimed, oldest due first; results go in `report`."""
     rows = list(Delivery.objects.filter(claim=claim, status=Delivery.Status.SENDING).select_related("cohort__course", "learner"))
     enrollments = enrollments_current_of({row.learner_id for row in rows}, {row.cohort_id for row in rows})
     by_email: dict[tuple, list[tuple[Delivery, Enrollment]]] = defaultdict(list)
@@ -381,7 +417,6 @@ def deliveries_send(ids: list[int], now: datetime.datetime | None = None) -> Sen
             _send_batch(mail_connection, cohort, kind, week_number, batch, report, now)
     finally:
         mail_connection.close()
-    return report
 
 
 def _send_batch(connection, cohort, kind, week_number, batch, report: SendReport, now: datetime.datetime) -> None:
@@ -398,7 +433,9 @@ def _send_batch(connection, cohort, kind, week_number, batch, report: SendReport
         try:
             rendered = email_render(template.current_version, contexts[enrollment.pk], delivery_header(kind, cohort.slug, week_number, row.pk))
             message = _message(row, rendered)
-        except Exception as error:  # one learner's bad render must not stop the chunk
+        except SoftTimeLimitExceeded:
+            raise  # the chunk's time is up, not this learner's fault: deliveries_send releases the rows
+        except Exception as error:  # one learner's bad render (a template limit, say) must not stop the chunk
             logger.exception("Could not render delivery %s", row.pk)
             _finish(row, Delivery.Status.FAILED, f"the template failed for this learner: {error}")
             report.failed += 1
@@ -419,6 +456,8 @@ def _provider_call(connection, row: Delivery, message, report: SendReport, now: 
         return
     try:
         connection.send_messages([message])
+    except SoftTimeLimitExceeded:
+        raise  # the email may have left: deliveries_send marks this row ambiguous
     except Exception as error:
         outcome, suppress = _classify(error)
         if outcome == "transient" and row.attempts < _setting("DELIVERY_MAX_ATTEMPTS"):

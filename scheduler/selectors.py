@@ -1,6 +1,7 @@
 """Questions the scheduler answers; nothing here writes."""
 
 import datetime
+import uuid
 
 from django.conf import settings
 
@@ -69,22 +70,77 @@ def email_context(*, first_name, timezone_name, course, cohort, week, group, mem
     }
 
 
+# The save check's made-up learners are as big as real ones get, so that a template's cost on
+# them bounds its cost on anyone: every string as long as its field allows, a full group.
+SAMPLE_LINKS_PER_SECTION = 5  # readings and exercises in the sample week (the demo course has at most 3)
+
+
+def _longest(model, field: str) -> int:
+    return model._meta.get_field(field).max_length
+
+
+def _sample_text(label: str, length: int) -> str:
+    """`label`, padded to exactly `length` characters."""
+    return f"{label} ".ljust(length, "x")[:length]
+
+
+def _sample_url(path: str, length: int) -> str:
+    return _sample_text(f"https://example.org/{path}/", length)
+
+
+def _sample_links() -> dict:
+    """Links shaped and sized like a real learner's (learner_links: SITE_URL/me/<signed token>/),
+    with a made-up path in place of the token: nothing here opens anyone's page."""
+    from signups.tokens import learner_token
+
+    made_up = "sample-".ljust(len(learner_token(uuid.UUID(int=0))), "x")  # the token itself is thrown away
+    manage = f"{settings.SITE_URL}/me/{made_up}/"
+    return {"manage": manage, "switch": f"{manage}#switch", "unsubscribe": f"{settings.SITE_URL}/unsubscribe/{made_up}/",
+            "site": f"{settings.SITE_URL}/"}
+
+
 def sample_contexts() -> list[dict]:
-    """Two made-up learners that exercise every branch a template may have: one with a group
-    and every part of a week, one without a group in a week with no lecture, reading,
-    exercise or project. Used to check templates before they are saved."""
+    """Two made-up learners that exercise every branch a template may have, used to check
+    templates before they are saved: one in a full study group (the largest a cohort forms
+    by default) in a week with every part and SAMPLE_LINKS_PER_SECTION readings and
+    exercises; one without a group in the course's last week, with no lecture, reading,
+    exercise or project. Every string is as long as the field it comes from allows (names,
+    titles, links), and links are as long as a real learner's, so that the limits a render
+    has (scheduler/sandbox.py) are met on these samples before they are met on anyone real."""
     from types import SimpleNamespace
 
-    course = SimpleNamespace(title="A Course", week_count=8)
-    cohort = SimpleNamespace(name="Round 1", start_date=datetime.date(2026, 11, 30))
-    link = {"title": "A link", "url": "https://example.org/"}
-    full_week = {"number": 3, "title": "A week", "is_last": False, "lecture": link, "readings": [link], "exercises": [link], "project": link, "discussion": link}
-    bare_week = {"number": 8, "title": "A last week", "is_last": True, "lecture": None, "readings": [], "exercises": [], "project": None, "discussion": None}
-    group = SimpleNamespace(name="Group 1", discussion_url="https://example.org/g1")
-    links = {"manage": "https://example.org/me/x/", "switch": "https://example.org/me/x/#switch", "unsubscribe": "https://example.org/u/x/", "site": "https://example.org/"}
+    from cohorts.models import MAX_COURSE_WEEKS, Cohort, Course, StudyGroup, Week
+    from signups.models import Enrollment, Learner
+
+    title = _longest(Week, "lecture_title")
+    url = _longest(Week, "lecture_url")
+
+    def link(label: str) -> dict:
+        return {"title": _sample_text(label, title), "url": _sample_url(label.lower().replace(" ", "-"), url)}
+
+    course = SimpleNamespace(title=_sample_text("A Course", _longest(Course, "title")), week_count=MAX_COURSE_WEEKS)
+    # The longest date: a Wednesday in September.
+    cohort = SimpleNamespace(name=_sample_text("Round 1", _longest(Cohort, "name")), start_date=datetime.date(2026, 9, 30))
+    full_week = {
+        "number": MAX_COURSE_WEEKS - 1, "title": _sample_text("A week", _longest(Week, "title")), "is_last": False,
+        "lecture": link("A lecture"),
+        "readings": [link(f"Reading {n}") for n in range(1, SAMPLE_LINKS_PER_SECTION + 1)],
+        "exercises": [link(f"Exercise {n}") for n in range(1, SAMPLE_LINKS_PER_SECTION + 1)],
+        "project": link("A project"), "discussion": link("A discussion"),
+    }
+    bare_week = {"number": MAX_COURSE_WEEKS, "title": _sample_text("The last week", _longest(Week, "title")), "is_last": True,
+                 "lecture": None, "readings": [], "exercises": [], "project": None, "discussion": None}
+    group = SimpleNamespace(name=_sample_text("Group 1", _longest(StudyGroup, "name")),
+                            discussion_url=_sample_url("group-1", _longest(StudyGroup, "discussion_url")))
+    name, zone = _longest(Learner, "first_name"), _longest(Learner, "timezone")
+    others = Cohort._meta.get_field("group_size_max").default - 1  # group.members: everyone but the learner
+    members = [{"first_name": _sample_text(f"Member {n}", name), "timezone": _sample_text("America/Argentina/ComodRivadavia", zone)}
+               for n in range(1, others + 1)]
+    links = _sample_links()
+    moved_from = _sample_text("Group 9", _longest(Enrollment, "group_moved_from"))
     return [
-        email_context(first_name="Ada", timezone_name="Europe/London", course=course, cohort=cohort, week=full_week,
-                      group=group, members=MADE_UP_MEMBERS, moved_from="Group 9", links=links),
+        email_context(first_name=_sample_text("Ada", name), timezone_name=_sample_text("Europe/London", zone), course=course,
+                      cohort=cohort, week=full_week, group=group, members=members, moved_from=moved_from, links=links),
         email_context(first_name="", timezone_name="UTC", course=course, cohort=cohort, week=bare_week,
                       group=None, members=[], moved_from="", links=links),
     ]

@@ -1,9 +1,10 @@
 """Staff-written email templates: Markdown with Jinja2 variables, sandboxed, compiled once.
 
 Staff are trusted to write the course's words, not to run code: templates are rendered by
-Jinja2's ImmutableSandboxedEnvironment, see only the documented variables (plain data, no
-models, no settings), may use only the documented filters, and cannot include, import or
-extend other templates. The site's own pages stay on Django templates.
+Jinja2's ImmutableSandboxedEnvironment with limits on what a render may cost (scheduler/sandbox.py),
+see only the documented variables (plain data, no models, no settings), may use only the
+documented filters, and cannot include, import or extend other templates, nor define macros.
+The site's own pages stay on Django templates.
 
 A template version is prepared once (`email_compile`, cached by version id):
 - the subject is a one-line text template;
@@ -20,10 +21,15 @@ from pathlib import Path
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markdown_it import MarkdownIt
 
+from scheduler import sandbox
+from scheduler.sandbox import EmailEnvironment, bounded_join, deadline_after, render_bounded
+
 SUBJECT_MAX_LENGTH = 200
+# A body is compiled in every worker and its text bounds much of what a render can do at once:
+# emails are a few thousand characters; this is far more than any needs.
+BODY_MAX_LENGTH = 100_000
 
 # The variables a template may use, with what they mean: shown beside the editor.
 VARIABLES = [
@@ -57,6 +63,29 @@ BLOCK_VARIABLES = frozenset({"loop"})
 FILTERS = ("default", "upper", "lower", "title", "capitalize", "length", "join", "first", "last", "truncate", "trim")
 
 
+def _limits() -> list[tuple[str, str]]:
+    """What a template may cost, shown beside the editor (read from scheduler.sandbox's values)."""
+    return [
+        ("One operation", f"makes at most {sandbox.OPERATION_MAX:,} characters (or list items): repeating with *, "
+         "% and format() widths and precisions, padding (ljust, rjust, center, zfill, expandtabs), replace, join, ~."),
+        ("Numbers", f"have at most {sandbox.NUMBER_DIGITS_MAX} digits (9**9**9 is refused)."),
+        ("Length", f"the body as written is at most {BODY_MAX_LENGTH:,} characters; the subject, the text and the "
+         f"HTML sent are each at most {sandbox.OUTPUT_MAX // 1024} KiB ({sandbox.OUTPUT_MAX:,} characters), "
+         "counting text captured with {% set %}…{% endset %}."),
+        ("Steps", f"each of them takes at most {sandbox.STEPS_MAX:,} steps: a turn of a {{% for %}} loop, a call "
+         "and a calculation are a step each. Loops inside loops over learners' data add up fast."),
+        ("Time", f"an email renders in at most {sandbox.RENDER_SECONDS_MAX:g} seconds when it is sent; the check "
+         f"on saving renders it for every sample learner within {sandbox.CHECK_SECONDS_MAX:g} seconds."),
+        ("Not available", "macros and call blocks ({% macro %}, {% call %}), recursive loops, include, import, extends."),
+        ("The check", "Saving renders the email for made-up learners whose names, links and titles are as long as "
+         "real ones can be, in a full study group and a week with several readings and exercises. A template that "
+         "breaks a limit is refused with its line; the last good version stays in force."),
+    ]
+
+
+LIMITS = _limits()
+
+
 class TemplateProblem(Exception):
     """A template that cannot be saved: `field` (subject or body), `line` and a message for staff."""
 
@@ -65,11 +94,9 @@ class TemplateProblem(Exception):
         super().__init__(f"Line {line}: {message}" if line else message)
 
 
-def _environment(autoescape: bool, undefined=Undefined) -> ImmutableSandboxedEnvironment:
-    environment = ImmutableSandboxedEnvironment(
-        autoescape=autoescape, undefined=undefined, trim_blocks=True, lstrip_blocks=True, loader=None
-    )
-    environment.filters = {name: environment.filters[name] for name in FILTERS}
+def _environment(autoescape: bool, undefined=Undefined) -> EmailEnvironment:
+    environment = EmailEnvironment(autoescape=autoescape, undefined=undefined, trim_blocks=True, lstrip_blocks=True, loader=None)
+    environment.filters = {name: environment.filters[name] for name in FILTERS} | {"join": bounded_join}
     environment.tests = {name: environment.tests[name] for name in ("defined", "undefined", "none", "number", "string")}
     environment.globals = {}
     return environment
@@ -139,8 +166,16 @@ def _check_source(field: str, source: str, environment) -> None:
         tree = environment.parse(source)
     except TemplateSyntaxError as error:
         raise _syntax_problem(field, error) from None
+    except RecursionError:
+        raise TemplateProblem(field, "the template nests too deeply to compile (blocks inside blocks, or brackets)") from None
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
         raise TemplateProblem(field, "templates cannot include, import or extend other templates", node.lineno)
+    # A macro calling itself twice is exponential without a single loop; emails need none.
+    for node in tree.find_all((nodes.Macro, nodes.CallBlock)):
+        raise TemplateProblem(field, "templates cannot define macros ({% macro %} or {% call %}): write the words out", node.lineno)
+    for node in tree.find_all(nodes.For):
+        if node.recursive:
+            raise TemplateProblem(field, "recursive loops are not available", node.lineno)
     assigned = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}
     for node in tree.find_all(nodes.Name):
         if node.ctx == "load" and node.name not in TOP_LEVEL_VARIABLES | BLOCK_VARIABLES and node.name not in assigned:
@@ -159,9 +194,11 @@ def email_check(subject: str, body: str, sample_contexts: list[dict]) -> None:
     """Refuse a template that would fail or misbehave at send time. Raises TemplateProblem.
 
     Checks the subject's length and single line, that both parts compile, use only the
-    documented variables and filters and no includes, then renders them strictly against
-    sample contexts (with and without a group, with and without the week's optional parts),
-    which catches an attribute that does not exist and anything the sandbox forbids.
+    documented variables and filters and no includes or macros, then renders them strictly
+    against sample contexts (with and without a group, with and without the week's optional
+    parts, with strings as long as real ones), which catches an attribute that does not
+    exist, anything the sandbox forbids and any limit a render breaks (scheduler/sandbox.py):
+    all those renders together must finish within CHECK_SECONDS_MAX.
     """
     if "\n" in subject or "\r" in subject:
         raise TemplateProblem("subject", "the subject must be a single line")
@@ -169,21 +206,40 @@ def email_check(subject: str, body: str, sample_contexts: list[dict]) -> None:
         raise TemplateProblem("subject", f"the subject is {len(subject)} characters long; at most {SUBJECT_MAX_LENGTH}")
     if not body.strip():
         raise TemplateProblem("body", "the email has no text")
+    if len(body) > BODY_MAX_LENGTH:
+        raise TemplateProblem("body", f"the email is {len(body):,} characters long; at most {BODY_MAX_LENGTH:,}")
     _check_source("subject", subject, _TEXT_STRICT)
     _check_source("body", body, _TEXT_STRICT)
     html_source = markdown_to_html_template(body)
+    deadline = deadline_after(sandbox.CHECK_SECONDS_MAX)
+    over_time = f"checking it for the sample learners took longer than {sandbox.CHECK_SECONDS_MAX:g} seconds"
     for field, source, environment in [("subject", subject, _TEXT_STRICT), ("body", body, _TEXT_STRICT), ("body", html_source, _HTML_STRICT)]:
-        template = environment.from_string(source)
+        template = _compile_checked(field, source, environment)
         for context in sample_contexts:
             try:
-                template.render(context)
-            except (UndefinedError, SecurityError) as error:
+                render_bounded(template, context, deadline, over_time)
+            except Exception as error:
+                # The HTML's lines are the converted Markdown's, not the body's the editor shows.
                 line = _line_of(error) if source is not html_source else None
-                raise TemplateProblem(field, f"{error.message if hasattr(error, 'message') else error}", line) from None
-            except TemplateError as error:
-                raise TemplateProblem(field, str(error), _line_of(error)) from None
-            except Exception as error:  # a filter given the wrong thing, say: still a template problem
-                raise TemplateProblem(field, f"{type(error).__name__}: {error}", _line_of(error)) from None
+                raise _render_problem(field, error, line) from None
+
+
+def _compile_checked(field: str, source: str, environment):
+    try:
+        return environment.from_string(source)
+    except TemplateSyntaxError as error:
+        raise _syntax_problem(field, error) from None
+    except (SyntaxError, RecursionError):  # Python's own limits on nesting (some 20 blocks deep), met before Jinja2's
+        raise TemplateProblem(field, "the template nests too deeply to compile (blocks inside blocks, or brackets)") from None
+
+
+def _render_problem(field: str, error: Exception, line: int | None) -> TemplateProblem:
+    if isinstance(error, (UndefinedError, SecurityError)):
+        return TemplateProblem(field, f"{error.message if hasattr(error, 'message') else error}", line)
+    if isinstance(error, TemplateError):  # RenderLimitExceeded among them: the limit it broke
+        return TemplateProblem(field, str(error), line)
+    # A filter given the wrong thing, say: still a template problem.
+    return TemplateProblem(field, f"{type(error).__name__}: {error}", line)
 
 
 @dataclass(frozen=True)
@@ -231,8 +287,16 @@ class RenderedParts:
 
 
 def email_render_parts(compiled: CompiledEmail, context: dict) -> RenderedParts:
-    subject = " ".join(compiled.subject.render(context).split())
-    text = _BLANK_LINES.sub("\n\n", compiled.text.render(context)).strip() + "\n"
+    """The subject, text and HTML of one email, within the sandbox's limits and RENDER_SECONDS_MAX
+    for the three together. Raises RenderLimitExceeded (a TemplateError), or what the template raised."""
+    deadline = deadline_after(sandbox.RENDER_SECONDS_MAX)
+    over_time = f"it took longer than {sandbox.RENDER_SECONDS_MAX:g} seconds"
+
+    def render(template) -> str:
+        return render_bounded(template, context, deadline, over_time)
+
+    subject = " ".join(render(compiled.subject).split())
+    text = _BLANK_LINES.sub("\n\n", render(compiled.text)).strip() + "\n"
     # A {% for %} around a list item repeats the list; consecutive lists join into one.
-    html = _LIST_JOIN.sub("", compiled.html.render(context))
+    html = _LIST_JOIN.sub("", render(compiled.html))
     return RenderedParts(subject=subject, text=text, html=html)

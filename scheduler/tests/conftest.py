@@ -4,7 +4,28 @@ import pytest
 
 from cohorts.models import Cohort
 from mooc.testing.providers import ScriptedAnymailBackend
+from scheduler import sandbox
 from scheduler.tests.helpers import START
+
+
+class RenderClock:
+    """The clock a render's deadline is read from (sandbox._monotonic), in the test's hands:
+    still unless a test moves it, or makes every reading `tick` seconds later than the last."""
+
+    def __init__(self):
+        self.seconds, self.tick = 0.0, 0.0
+
+    def __call__(self) -> float:
+        self.seconds += self.tick
+        return self.seconds
+
+
+@pytest.fixture(autouse=True)
+def render_clock(monkeypatch):
+    """Held still, so that which limit a render breaks never depends on how fast the machine is."""
+    clock = RenderClock()
+    monkeypatch.setattr(sandbox, "_monotonic", clock)
+    return clock
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """Helpers for the scheduler's tests (fixtures are in conftest.py)."""
 
 import datetime
+from types import SimpleNamespace
 
 from anymail.exceptions import AnymailAPIError
 
 from scheduler.delivery import deliveries_dispatch, deliveries_send
 from scheduler.models import Delivery, EmailKind
+from scheduler.selectors import email_context
 from signups.tests.factories import EnrollmentFactory
 
 UTC = datetime.UTC
@@ -47,3 +49,20 @@ def run_pass(now):
 
 def weekly(cohort, week):
     return Delivery.objects.filter(cohort=cohort, kind=EmailKind.WEEK, week_number=week)
+
+
+def readable_context() -> dict:
+    """A learner in a group, in a week with every part, with short values easy to look for
+    (the save check's samples are as long as real values can be: hard to read in a test)."""
+    link = {"title": "A link", "url": "https://example.org/"}
+    week = {"number": 3, "title": "A week", "is_last": False, "lecture": link, "readings": [link], "exercises": [link],
+            "project": link, "discussion": link}
+    return email_context(
+        first_name="Ada", timezone_name="Europe/London", course=SimpleNamespace(title="A Course", week_count=8),
+        cohort=SimpleNamespace(name="Round 1", start_date=datetime.date(2026, 11, 30)), week=week,
+        group=SimpleNamespace(name="Group 1", discussion_url="https://example.org/g1"),
+        members=[{"first_name": "Grace", "timezone": "America/New_York"}, {"first_name": "Alan", "timezone": "Europe/London"}],
+        moved_from="Group 9",
+        links={"manage": "https://example.org/me/x/", "switch": "https://example.org/me/x/#switch",
+               "unsubscribe": "https://example.org/u/x/", "site": "https://example.org/"},
+    )

@@ -5,13 +5,15 @@ import zoneinfo
 from io import StringIO
 
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.core.management import call_command
 
 from cohorts.models import Cohort
-from scheduler import delivery
+from scheduler import delivery, sandbox
 from scheduler.delivery import (
     AMBIGUOUS_REASON,
+    OUT_OF_TIME_REASON,
     deliveries_dispatch,
     deliveries_overdue,
     deliveries_reclaim,
@@ -21,6 +23,7 @@ from scheduler.delivery import (
 )
 from scheduler.due import cohort_week_due
 from scheduler.models import Delivery, EmailKind, EmailTemplate
+from scheduler.services import template_version_save
 from signups.models import Learner, Suppression
 from signups.services import enrollment_leave, enrollment_pause, enrollment_switch_cohort, learner_erase, learner_unsubscribe
 
@@ -206,6 +209,82 @@ def test_a_template_that_fails_for_one_learner_fails_only_that_row(cohort, monke
     row = weekly(cohort, 1).get(learner=broken.learner)
     assert row.status == "failed" and "boom" in row.reason
     assert weekly(cohort, 1).filter(learner__in=[e.learner for e in others], status="sent").count() == 3
+
+
+def test_a_render_past_its_budget_fails_that_learners_row_and_the_chunk_sends_the_next(cohort, monkeypatch):
+    template = EmailTemplate.objects.get(course=cohort.course, cohort=None, kind=EmailKind.WEEK, week_number=1)
+    # Its cost grows with the square of the learner's name: within the budget on the save
+    # check's longest names (checked here on saving), not within the lower budget below.
+    template_version_save(template, "Week 1", "{% for a in learner.first_name %}{% for b in learner.first_name %}.{% endfor %}{% endfor %}\n")
+    learner_in(cohort)
+    learner_in(cohort)
+    [chunk] = deliveries_dispatch(at(START, 10)).chunks
+    first, second = Delivery.objects.filter(pk__in=chunk).order_by("due_at", "pk").select_related("learner")  # the send order
+    Learner.objects.filter(pk=first.learner_id).update(first_name="L" * 60)  # 60 + 3,600 steps
+    Learner.objects.filter(pk=second.learner_id).update(first_name="Bo")  # 2 + 4
+    monkeypatch.setattr(sandbox, "STEPS_MAX", 1000)
+
+    report = deliveries_send(chunk, now=at(START, 10))
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.status == "failed"
+    assert first.reason == "the template failed for this learner: it took more than 1,000 steps (loop turns, calls and operations)"
+    assert second.status == "sent" and [m.to for m in mail.outbox] == [[second.learner.email]]
+    assert (report.sent, report.failed) == (1, 1)
+
+
+def test_out_of_time_while_rendering_puts_that_row_and_the_rest_of_the_chunk_back_and_stops(cohort, monkeypatch):
+    for _ in range(3):
+        learner_in(cohort)
+    [chunk] = deliveries_dispatch(at(START, 10)).chunks
+    real_render, rendered = delivery.email_render, []
+
+    def render(version, context, header):
+        rendered.append(header)
+        if len(rendered) == 2:  # Celery's soft time limit, arriving during the second learner's render
+            raise SoftTimeLimitExceeded()
+        return real_render(version, context, header)
+
+    monkeypatch.setattr(delivery, "email_render", render)
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        deliveries_send(chunk, now=at(START, 10))
+
+    sent, in_flight, not_reached = Delivery.objects.filter(pk__in=chunk).order_by("due_at", "pk")
+    assert sent.status == "sent" and rendered[1].endswith(f"id={in_flight.pk}")
+    for row in (in_flight, not_reached):
+        assert (row.status, row.claim, row.claimed_at, row.queued_at, row.provider_call_at) == ("pending", None, None, None, None)
+        assert row.reason == OUT_OF_TIME_REASON
+    assert len(mail.outbox) == 1
+
+    rendered.append("the time limit has passed")  # the next pass renders without interruption
+    run_pass(at(START, 10, 1))
+    assert weekly(cohort, 1).filter(status="sent").count() == 3 and len(mail.outbox) == 3
+
+
+def test_out_of_time_during_the_provider_call_leaves_that_row_ambiguous_the_rest_pending_and_stops(cohort, provider):
+    for _ in range(3):
+        learner_in(cohort)
+    [chunk] = deliveries_dispatch(at(START, 10)).chunks
+    first, second, third = Delivery.objects.filter(pk__in=chunk).order_by("due_at", "pk").select_related("learner")  # the send order
+    provider[second.learner.email] = [SoftTimeLimitExceeded()]  # raised inside the provider call
+
+    with pytest.raises(SoftTimeLimitExceeded):
+        deliveries_send(chunk, now=at(START, 10))
+
+    sent, in_flight, not_reached = Delivery.objects.filter(pk__in=chunk).order_by("due_at", "pk")
+    assert (sent.pk, in_flight.pk, not_reached.pk) == (first.pk, second.pk, third.pk)
+    assert sent.status == "sent"
+    assert (in_flight.status, in_flight.reason, in_flight.claim) == ("failed", AMBIGUOUS_REASON, None)
+    assert in_flight.provider_call_at == at(START, 10)
+    assert (not_reached.status, not_reached.claim, not_reached.queued_at, not_reached.provider_call_at) == ("pending", None, None, None)
+
+    run_pass(at(START, 10, 1))  # the row not reached is sent; the ambiguous one waits for an organizer
+    not_reached.refresh_from_db()
+    in_flight.refresh_from_db()
+    assert (not_reached.status, in_flight.status) == ("sent", "failed")
+    assert sorted(m.to[0] for m in mail.outbox) == sorted([first.learner.email, third.learner.email])
 
 
 def test_a_week_without_a_template_is_skipped_with_the_reason_and_not_retried(cohort):

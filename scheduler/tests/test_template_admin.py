@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from cohorts.models import Cohort, Course
+from scheduler import sandbox
 from scheduler.models import EmailKind, EmailTemplate
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +60,38 @@ def test_a_broken_template_is_refused_at_its_field_with_its_line(admin_client, w
     assert "Line 4: Unexpected end of template" in errors["body"][0]
     week_one.refresh_from_db()
     assert week_one.versions.count() == 1
+
+
+def test_the_editor_documents_the_limits_beside_the_variables(admin_client, week_one):
+    page = admin_client.get(reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])).content.decode()
+
+    limits = page[page.index('<table id="email-limits">'):]
+    for words in [f"at most {sandbox.OPERATION_MAX:,} characters", f"at most {sandbox.NUMBER_DIGITS_MAX} digits",
+                  f"at most {sandbox.OUTPUT_MAX // 1024} KiB", f"at most {sandbox.STEPS_MAX:,} steps",
+                  f"at most {sandbox.RENDER_SECONDS_MAX:g} seconds", "macros and call blocks"]:
+        assert words in limits, words
+
+
+def test_a_template_bomb_is_refused_at_its_line_and_the_last_version_stays(admin_client, week_one):
+    url = reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])
+
+    response = admin_client.post(url, change_data(week_one, "Fine", "Hello\n\n{{ '{:>1000000000}'.format(1) }}\n"))
+
+    assert response.status_code == 200
+    error = response.context["adminform"].form.errors["body"][0]
+    assert error == f"Line 3: one operation would make 1,000,000,000 characters (or list items); at most {sandbox.OPERATION_MAX:,}"
+    week_one.refresh_from_db()
+    assert week_one.versions.count() == 1
+
+
+def test_the_preview_refuses_a_template_bomb_with_its_line(admin_client, week_one):
+    response = admin_client.post(
+        reverse("admin:scheduler_emailtemplate_preview"),
+        {"course": week_one.course_id, "kind": "week", "week_number": 1, "subject": "x",
+         "body": "Hello\n{% for a in links.manage %}{% for b in links.manage %}{{ links.manage }}{% endfor %}{% endfor %}\n"},
+    )
+
+    assert response.json() == {"error": f"Body: Line 2: it produced more than {sandbox.OUTPUT_MAX // 1024} KiB ({sandbox.OUTPUT_MAX:,} characters)"}
 
 
 def test_a_week_outside_the_course_is_refused(admin_client, week_one):
