@@ -11,6 +11,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from jinja2 import TemplateError
 from django.utils import timezone
 
 from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
@@ -128,7 +129,10 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             return JsonResponse({"error": f"{problem.field.capitalize()}: {problem}"})
         context, who = preview_context(course, cohort, kind, week_number, real_learner=request.user.has_perm("signups.view_learner"))
         unsaved = SimpleNamespace(pk=None, subject=subject, body=body, body_html=markdown_to_html_template(body))
-        rendered = email_render(unsaved, context, delivery_header(kind, cohort.slug if cohort else None, week_number, "preview"))
+        try:
+            rendered = email_render(unsaved, context, delivery_header(kind, cohort.slug if cohort else None, week_number, "preview"))
+        except TemplateError as error:  # a real learner's data can be bigger than the samples
+            return JsonResponse({"error": f"This email cannot be made for {who}: {error}"})
         return JsonResponse({"subject": rendered.subject, "html": rendered.html, "text": rendered.text, "who": who})
 
     def test_send_view(self, request, pk):
@@ -143,7 +147,11 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             self.message_user(request, "Save the template first.", messages.ERROR)
         else:
             cohort = Cohort.objects.filter(course=template.course, pk=request.POST.get("preview_cohort") or None).first()
-            rendered = email_test_send(template, cohort, request.user.email)
+            try:
+                rendered = email_test_send(template, cohort, request.user.email)
+            except TemplateError as error:
+                self.message_user(request, f"The email cannot be made: {error}", messages.ERROR)
+                return redirect("admin:scheduler_emailtemplate_change", pk)
             self.message_user(request, f"Sent “{rendered.subject}” (version {template.current_version.number}) to {request.user.email}.")
         return redirect("admin:scheduler_emailtemplate_change", pk)
 

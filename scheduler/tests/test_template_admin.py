@@ -8,8 +8,10 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from cohorts.models import Cohort, Course
+from scheduler import admin as scheduler_admin
 from scheduler import sandbox
 from scheduler.models import EmailKind, EmailTemplate
+from signups.tests.factories import EnrollmentFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -174,3 +176,20 @@ def test_a_cohort_of_another_course_is_refused(admin_client, week_one):
     data = change_data(week_one, "Hi", "Body\n") | {"course": other.pk, "cohort": cohort.pk, "week_number": 2}
     response = admin_client.post(reverse("admin:scheduler_emailtemplate_add"), data)
     assert "This cohort runs another course." in response.context["adminform"].form.errors["cohort"][0]
+
+
+def test_a_real_learners_preview_past_a_limit_says_so_instead_of_failing(admin_client, week_one, monkeypatch):
+    """The save check uses samples; a real learner previewed by an organizer may be bigger."""
+    cohort = Cohort.objects.get(slug="gentle-python-round-2")
+    EnrollmentFactory(cohort=cohort, learner__first_name="Hedy")
+    monkeypatch.setattr(sandbox, "STEPS_MAX", 40)
+    body = "{% for a in learner.first_name %}{% for b in learner.first_name %}{% for c in learner.first_name %}.{% endfor %}{% endfor %}{% endfor %}\n"
+    monkeypatch.setattr(scheduler_admin, "email_check", lambda *args: None)  # as if the samples had passed
+
+    response = admin_client.post(
+        reverse("admin:scheduler_emailtemplate_preview"),
+        {"course": week_one.course_id, "kind": "week", "week_number": 1, "preview_cohort": cohort.pk, "subject": "Hi", "body": body},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["error"].startswith("This email cannot be made for Hedy")
