@@ -166,9 +166,3 @@ def wait_for(condition, timeout: float = 30, interval: float = 0.2):
             return result
         time.sleep(interval)
     return None
-
-
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Tests log in a lot; production's slow, strong hasher would only make them wait."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

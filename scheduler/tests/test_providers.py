@@ -9,7 +9,6 @@ import smtplib
 import socket
 
 import pytest
-import requests
 from anymail.exceptions import AnymailInvalidAddress, AnymailRecipientsRefused, AnymailUnsupportedFeature
 from celery.exceptions import SoftTimeLimitExceeded
 

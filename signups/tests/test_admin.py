@@ -6,7 +6,7 @@ from django.core import mail
 from django.urls import reverse
 
 from signups.models import Enrollment, Learner
-from signups.tests.factories import EnrollmentFactory, LearnerFactory
+from signups.tests.factories import EnrollmentFactory
 
 pytestmark = pytest.mark.django_db
 
