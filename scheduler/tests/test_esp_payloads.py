@@ -37,7 +37,6 @@ pytestmark = [
 ]
 
 RECIPIENT = "zoe@example.org"
-SENDER = "Mechanical MOOC <course@mooc.example.org>"
 
 
 @dataclass
@@ -247,11 +246,12 @@ def _intercepted(esp: Esp, settings, answer: str) -> Iterator[list[tuple[str, by
 
 
 @pytest.fixture(params=ESPS, ids=[esp.name for esp in ESPS])
-def esp(request, settings, monkeypatch, tmp_path):
+def esp(request, provider, settings, monkeypatch, tmp_path):
+    """The ESP's backend and settings, in place of the test provider (and its unlimited rate) set up before."""
     esp = request.param
     settings.EMAIL_BACKEND = esp.backend
     settings.ANYMAIL = dict(esp.anymail)
-    settings.DEFAULT_FROM_EMAIL = SENDER
+    settings.DEFAULT_FROM_EMAIL = "Mechanical MOOC <course@mooc.example.org>"  # as in the README
     # boto3 sees only the ESP's own AWS_* variables: none of this machine's, and no AWS files.
     for name in [name for name in os.environ if name.startswith("AWS_")]:
         monkeypatch.delenv(name)
