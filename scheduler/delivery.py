@@ -335,14 +335,16 @@ def provider_rate_wait() -> None:
 
 
 def _message(row: Delivery, rendered) -> EmailMultiAlternatives:
+    from scheduler.tracking import delivery_metadata, delivery_tag
+
     message = EmailMultiAlternatives(
         subject=rendered.subject, body=rendered.text, to=[row.learner.email], headers=rendered.headers,
     )
     message.attach_alternative(rendered.html, "text/html")
-    # Anymail sends these to the provider; its tracking webhooks bring them back.
-    message.metadata = {"delivery": str(row.pk), "learner": str(row.learner.public_id), "cohort": row.cohort.slug,
-                        "kind": row.kind, "week": str(row.week_number)}
-    message.tags = [f"course:{row.cohort.course.slug}", f"email:{row.kind}", f"week:{row.week_number}"]
+    # Anymail sends these to the provider; its tracking webhooks bring them back. One tag:
+    # Postmark, Mailjet and SparkPost refuse a second (see scheduler/tracking.py).
+    message.metadata = delivery_metadata(row)
+    message.tags = [delivery_tag(row.cohort.course.slug, row.kind, row.week_number)]
     return message
 
 

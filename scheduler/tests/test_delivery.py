@@ -114,8 +114,8 @@ def test_each_email_carries_its_ledger_row_for_tracking(cohort):
     assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     params = message.anymail_test_params
     assert params["metadata"] == {"delivery": str(row.pk), "learner": str(enrollment.learner.public_id),
-                                  "cohort": "winter", "kind": "week", "week": "1"}
-    assert params["tags"] == ["course:gentle-python", "email:week", "week:1"]
+                                  "course": "gentle-python", "cohort": "winter", "kind": "week", "week": "1"}
+    assert params["tags"] == ["gentle-python-week-1"]
     assert row.provider_message_id != ""
 
 
