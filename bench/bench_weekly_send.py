@@ -189,7 +189,7 @@ def _send_through_workers(workers: list[Worker], queue: str) -> dict:
     """Dispatch, queue every chunk, and wait until no ledger row is pending or sending."""
     from django.utils import timezone
 
-    from scheduler.delivery import deliveries_dispatch
+    from scheduler.planning import deliveries_dispatch
     from scheduler.models import Delivery
     from scheduler.tasks import deliveries_send_chunk
 
@@ -258,7 +258,8 @@ def _queries_per_chunk(course) -> list[tuple[int, int, int, int]]:
     from django.test.utils import CaptureQueriesContext
     from django.utils import timezone
 
-    from scheduler.delivery import deliveries_dispatch, deliveries_send
+    from scheduler.planning import deliveries_dispatch
+    from scheduler.sending import deliveries_send
 
     _cohort_with_learners(course, PROBE_LEARNERS, slug="probe")
     chunks = []
@@ -282,7 +283,7 @@ def measure(size: int, summary_path: Path) -> None:
     }
     with django_on_throwaway_database("postgresql"):
         # The week fell due at midnight, over an hour ago by design: dispatch rightly warns it is overdue.
-        logging.getLogger("scheduler.delivery").addFilter(lambda record: not record.getMessage().startswith("Overdue:"))
+        logging.getLogger("scheduler.planning").addFilter(lambda record: not record.getMessage().startswith("Overdue:"))
         # Imported only now: Django must not read its settings before the environment is set.
         from cohorts.models import StudyGroup
         from cohorts.services import DEMO_COURSE_FILE, course_create_from_definition, course_definition_read

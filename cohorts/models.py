@@ -149,6 +149,9 @@ class Cohort(models.Model):
     sending_paused = models.BooleanField(
         default=False, help_text="Stop this cohort's emails until unticked; what fell due meanwhile is sent then, or skipped once too old."
     )
+    sending_paused_reason = models.TextField(
+        blank=True, help_text="Why sending paused itself (a fault on our side, e.g. the provider refused our sender); empty when paused by hand."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

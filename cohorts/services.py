@@ -208,5 +208,14 @@ def cohort_start_next(cohort: Cohort, weeks_later: int) -> Cohort:
 
 
 def cohort_sending_pause(cohort: Cohort, paused: bool) -> bool:
-    """Pause or resume a cohort's emails. False when it was so already."""
-    return bool(Cohort.objects.filter(pk=cohort.pk, sending_paused=not paused).update(sending_paused=paused))
+    """Pause or resume a cohort's emails (an organizer). False when it was so already.
+    Resuming clears the reason a fault left."""
+    return bool(
+        Cohort.objects.filter(pk=cohort.pk, sending_paused=not paused).update(sending_paused=paused, sending_paused_reason="")
+    )
+
+
+def cohort_sending_pause_for_fault(cohort_id: int, reason: str) -> bool:
+    """Sending pauses itself when the provider says our side is wrong (settings, sender, account):
+    every further email would fail the same way. An organizer resumes once it is fixed."""
+    return bool(Cohort.objects.filter(pk=cohort_id, sending_paused=False).update(sending_paused=True, sending_paused_reason=reason))

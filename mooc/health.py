@@ -1,7 +1,8 @@
 """/healthz: is this site able to work? For load balancers, uptime checks and operators.
 
 The database and the broker are critical: when either is down the answer is HTTP 503.
-The worker heartbeat and the overdue emails (due over an hour ago, not sent) are reported
+The worker heartbeat, the overdue emails (due over an hour ago, not sent) and the cohorts
+whose sending paused itself after a fault on our side (with the provider's answer) are reported
 too, but do not fail the check: the web pages still work without workers, and taking the
 site out of rotation would not help. They are for the monitoring that pages a person.
 """
@@ -13,8 +14,9 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
+from cohorts.selectors import cohorts_paused_by_fault
 from mooc.celery import app as celery_app
-from scheduler.delivery import deliveries_overdue
+from scheduler.planning import deliveries_overdue
 from scheduler.selectors import heartbeat_status
 
 logger = logging.getLogger(__name__)
@@ -52,7 +54,8 @@ def healthz(request):
     if database["ok"]:
         worker = heartbeat_status(now=now)
         overdue = deliveries_overdue(now)
-        deliveries = {"ok": overdue == 0, "overdue": overdue}
+        paused = cohorts_paused_by_fault()
+        deliveries = {"ok": overdue == 0 and not paused, "overdue": overdue, "paused_by_fault": paused}
     else:
         worker = deliveries = {"ok": False, "error": "database down"}
     healthy = database["ok"] and broker["ok"]

@@ -236,7 +236,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ROUTES = {"scheduler.tasks.deliveries_send_chunk": {"queue": env.str("DELIVERY_QUEUE", default="mail")}}
 
-# --- Sending the course's emails (scheduler/delivery.py) ---------------------------------------
+# --- Sending the course's emails (scheduler/planning.py, sending.py) ---------------------------------
 DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
 DELIVERY_CHUNK_SIZE = env.int("DELIVERY_CHUNK_SIZE", default=200, minimum=1)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=6, minimum=1)

@@ -18,7 +18,7 @@ from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
 from cohorts.models import Cohort, Course
 from cohorts.services import cohort_sending_pause
 from mooc.permissions import admin_action
-from scheduler.delivery import deliveries_resend_failed, deliveries_send_week_now
+from scheduler.planning import deliveries_resend_failed, deliveries_send_week_now
 from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion
 from scheduler.selectors import cohort_delivery_summary, preview_context, sample_contexts
 from scheduler.services import delivery_header, email_render, email_test_send, template_restore, template_version_save
@@ -246,7 +246,8 @@ def resend_failed(modeladmin, request, queryset):
     form = EmailChoiceForm(request.POST if "apply" in request.POST else None, week_count=course.week_count)
     if form.is_valid():
         kind, number = form.chosen()
-        count = sum(deliveries_resend_failed(cohort, kind, number) for cohort in queryset)
+        now = timezone.now()
+        count = sum(deliveries_resend_failed(cohort, kind, number, now) for cohort in queryset)
         modeladmin.message_user(request, f"{count} failed email{'s' if count != 1 else ''} will be sent again within a minute.")
         return None
     return action_form_response(

@@ -100,7 +100,7 @@ class Delivery(models.Model):
 
     It is the single source of truth for what was sent. The unique constraint, not luck, is
     what prevents a second send: a row is created once, and only the one process that flips
-    it from PENDING to SENDING may call the provider for it. See scheduler/delivery.py.
+    it from PENDING to SENDING may call the provider for it. See scheduler/ledger.py.
     """
 
     class Status(models.TextChoices):
@@ -126,7 +126,26 @@ class Delivery(models.Model):
     )
     sent_at = models.DateTimeField(null=True, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True)
-    reason = models.TextField(blank=True, help_text="Why it was skipped, or the last error.")
+    class Reason(models.TextChoices):
+        """Why a row is where it is, as a code other code may rely on; `reason` adds the details."""
+
+        NONE = "", "-"
+        TOO_LATE = "too_late", "Due longer ago than the catch-up limit while nothing was sending"
+        NO_TEMPLATE = "no_template", "No email template until the catch-up limit"
+        WAITING_FOR_TEMPLATE = "waiting_for_template", "No email template yet: tried again until the catch-up limit"
+        NOT_MAILABLE = "not_mailable", "The learner can no longer be mailed"
+        RENDER_FAILED = "render_failed", "The template failed for this learner"
+        RETRYING = "retrying", "A temporary provider error: tried again later"
+        GAVE_UP = "gave_up", "Temporary provider errors until the last attempt"
+        REFUSED = "refused", "The provider refused the address"
+        CONFIGURATION = "configuration", "A fault on our side: the cohort's sending paused itself"
+        AMBIGUOUS = "ambiguous", "Interrupted during the provider call: may or may not have arrived"
+        WORKER_STOPPED = "worker_stopped", "A worker stopped before calling the provider"
+        OUT_OF_TIME = "out_of_time", "The chunk ran out of time before this row"
+        ORGANIZER = "organizer", "Sent by an organizer"
+
+    reason_code = models.CharField(max_length=24, choices=Reason.choices, blank=True, default=Reason.NONE)
+    reason = models.TextField(blank=True, help_text="Details: the provider's answer, the error.")
     # The moment of the dispatch pass that put the row in the ledger, which the pass is given
     # (as every time it writes), rather than the clock at the insert.
     created_at = models.DateTimeField(default=timezone.now)

@@ -253,4 +253,4 @@ def cohort_delivery_summary(cohort) -> dict:
         Delivery.objects.filter(cohort=cohort, status=Delivery.Status.FAILED)
         .select_related("learner").order_by("-updated_at")[:50]
     )
-    return {"emails": summary, "failed": list(failed), "paused": cohort.sending_paused}
+    return {"emails": summary, "failed": list(failed), "paused": cohort.sending_paused, "paused_reason": cohort.sending_paused_reason}

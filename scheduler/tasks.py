@@ -5,7 +5,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from scheduler.delivery import deliveries_dispatch, deliveries_send
+from scheduler.planning import deliveries_dispatch
+from scheduler.sending import deliveries_send
 from scheduler.services import heartbeat_record
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 from anymail.exceptions import AnymailAPIError
 
-from scheduler.delivery import deliveries_dispatch, deliveries_send
+from scheduler.planning import deliveries_dispatch
+from scheduler.sending import deliveries_send
 from scheduler.models import Delivery, EmailKind
 from scheduler.selectors import email_context
 from signups.tests.factories import EnrollmentFactory

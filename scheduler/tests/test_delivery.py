@@ -1,26 +1,22 @@
 """The scheduler: what is due, the ledger, sending exactly once, failures, catch-up, DST, leavers."""
 
 import datetime
+import uuid
 import zoneinfo
 from io import StringIO
 
 import pytest
+from anymail.exceptions import AnymailRecipientsRefused
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core import mail
 from django.core.management import call_command
 
 from cohorts.models import Cohort
-from scheduler import delivery, sandbox
-from scheduler.delivery import (
-    AMBIGUOUS_REASON,
-    OUT_OF_TIME_REASON,
-    deliveries_dispatch,
-    deliveries_overdue,
-    deliveries_reclaim,
-    deliveries_resend_failed,
-    deliveries_send,
-    deliveries_send_week_now,
-)
+from cohorts.services import cohort_sending_pause
+from scheduler import ledger, sandbox, sending
+from scheduler.ledger import AMBIGUOUS_DETAIL, rows_reclaim
+from scheduler.planning import deliveries_dispatch, deliveries_overdue, deliveries_resend_failed, deliveries_send_week_now
+from scheduler.sending import deliveries_send
 from scheduler.due import cohort_week_due
 from scheduler.models import Delivery, EmailKind, EmailTemplate
 from scheduler.services import template_version_save
@@ -168,7 +164,7 @@ def test_a_provider_503_is_retried_with_backoff_then_sent(cohort, provider):
 def test_transient_errors_give_up_after_the_last_attempt(cohort, provider, settings):
     settings.DELIVERY_MAX_ATTEMPTS = 2
     learner_in(cohort, email="down@example.org")
-    provider["down@example.org"] = [provider_error(502, "Bad Gateway")] * 3
+    provider["down@example.org"] = [provider_error(503, "Service Unavailable")] * 3
 
     run_pass(at(START, 10))
     run_pass(weekly(cohort, 1).get().next_attempt_at)
@@ -177,14 +173,14 @@ def test_transient_errors_give_up_after_the_last_attempt(cohort, provider, setti
     assert row.status == "failed" and row.reason.startswith("gave up after 2 attempts")
 
 
-def test_a_400_refusal_fails_the_row_and_suppresses_the_address(cohort, provider):
+def test_a_refused_recipient_fails_the_row_and_suppresses_the_address(cohort, provider):
     enrollment = learner_in(cohort, email="nobody@invalid.example")
-    provider["nobody@invalid.example"] = [provider_error(400, "Invalid recipient")]
+    provider["nobody@invalid.example"] = [AnymailRecipientsRefused("Invalid recipient")]
 
     run_pass(at(START, 10))
 
     row = weekly(cohort, 1).get()
-    assert row.status == "failed" and "Invalid recipient" in row.reason
+    assert (row.status, row.reason_code) == ("failed", "refused") and "Invalid recipient" in row.reason
     learner = Learner.objects.get(pk=enrollment.learner_id)
     assert learner.is_unsubscribed
     assert Suppression.objects.get().reason == "refused"
@@ -192,17 +188,43 @@ def test_a_400_refusal_fails_the_row_and_suppresses_the_address(cohort, provider
     assert not weekly(cohort, 2).exists()  # never mailed again
 
 
+def test_a_sender_side_400_unsubscribes_nobody_pauses_the_cohort_and_after_resume_everyone_gets_it_once(cohort, provider, settings):
+    settings.DELIVERY_CHUNK_SIZE = 500
+    enrollments = [learner_in(cohort) for _ in range(500)]
+    [chunk] = deliveries_dispatch(at(START, 10)).chunks
+    first = Delivery.objects.filter(pk__in=chunk).order_by("due_at", "pk").select_related("learner").first()
+    provider[first.learner.email] = [provider_error(400, "'from' parameter is not a valid address")]
+
+    report = deliveries_send(chunk, now=at(START, 10))
+
+    cohort.refresh_from_db()
+    assert cohort.sending_paused and "'from' parameter is not a valid address" in cohort.sending_paused_reason
+    assert (report.sent, report.failed, report.released) == (0, 0, 500)
+    assert not Learner.objects.filter(unsubscribed_at__isnull=False).exists() and not Suppression.objects.exists()
+    assert set(weekly(cohort, 1).values_list("status", "reason_code", "attempts")) == {("pending", "configuration", 0)}
+    run_pass(at(START, 11))
+    assert not mail.outbox  # paused: nothing goes out
+
+    cohort_sending_pause(cohort, False)  # an organizer fixed the sender, then resumed
+    run_pass(at(START, 11, 5))
+
+    assert weekly(cohort, 1).filter(status="sent").count() == 500
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(e.learner.email for e in enrollments)
+    cohort.refresh_from_db()
+    assert (cohort.sending_paused, cohort.sending_paused_reason) == (False, "")
+
+
 def test_a_template_that_fails_for_one_learner_fails_only_that_row(cohort, monkeypatch):
     broken = learner_in(cohort, learner__first_name="Broken")
     others = [learner_in(cohort, learner__first_name="Fine") for _ in range(3)]
-    real_render = delivery.email_render
+    real_render = sending.email_render
 
     def render(version, context, header):
         if context["learner"]["first_name"] == "Broken":  # a render error only this learner's data causes
             raise ValueError("boom")
         return real_render(version, context, header)
 
-    monkeypatch.setattr(delivery, "email_render", render)
+    monkeypatch.setattr(sending, "email_render", render)
 
     run_pass(at(START, 10))
 
@@ -238,7 +260,7 @@ def test_out_of_time_while_rendering_puts_that_row_and_the_rest_of_the_chunk_bac
     for _ in range(3):
         learner_in(cohort)
     [chunk] = deliveries_dispatch(at(START, 10)).chunks
-    real_render, rendered = delivery.email_render, []
+    real_render, rendered = sending.email_render, []
 
     def render(version, context, header):
         rendered.append(header)
@@ -246,7 +268,7 @@ def test_out_of_time_while_rendering_puts_that_row_and_the_rest_of_the_chunk_bac
             raise SoftTimeLimitExceeded()
         return real_render(version, context, header)
 
-    monkeypatch.setattr(delivery, "email_render", render)
+    monkeypatch.setattr(sending, "email_render", render)
 
     with pytest.raises(SoftTimeLimitExceeded):
         deliveries_send(chunk, now=at(START, 10))
@@ -255,7 +277,7 @@ def test_out_of_time_while_rendering_puts_that_row_and_the_rest_of_the_chunk_bac
     assert sent.status == "sent" and rendered[1].endswith(f"id={in_flight.pk}")
     for row in (in_flight, not_reached):
         assert (row.status, row.claim, row.claimed_at, row.queued_at, row.provider_call_at) == ("pending", None, None, None, None)
-        assert row.reason == OUT_OF_TIME_REASON
+        assert row.reason_code == "out_of_time"
     assert len(mail.outbox) == 1
 
     rendered.append("the time limit has passed")  # the next pass renders without interruption
@@ -276,8 +298,9 @@ def test_out_of_time_during_the_provider_call_leaves_that_row_ambiguous_the_rest
     sent, in_flight, not_reached = Delivery.objects.filter(pk__in=chunk).order_by("due_at", "pk")
     assert (sent.pk, in_flight.pk, not_reached.pk) == (first.pk, second.pk, third.pk)
     assert sent.status == "sent"
-    assert (in_flight.status, in_flight.reason, in_flight.claim) == ("failed", AMBIGUOUS_REASON, None)
-    assert in_flight.provider_call_at == at(START, 10)
+    assert (in_flight.status, in_flight.reason, in_flight.reason_code, in_flight.claim) == ("failed", AMBIGUOUS_DETAIL, "ambiguous", None)
+    # The pass's moment moved on by the time the chunk has taken (the claim's lease).
+    assert at(START, 10) <= in_flight.provider_call_at < at(START, 10, 1)
     assert (not_reached.status, not_reached.claim, not_reached.queued_at, not_reached.provider_call_at) == ("pending", None, None, None)
 
     run_pass(at(START, 10, 1))  # the row not reached is sent; the ambiguous one waits for an organizer
@@ -287,16 +310,30 @@ def test_out_of_time_during_the_provider_call_leaves_that_row_ambiguous_the_rest
     assert sorted(m.to[0] for m in mail.outbox) == sorted([first.learner.email, third.learner.email])
 
 
-def test_a_week_without_a_template_is_skipped_with_the_reason_and_not_retried(cohort):
+def test_a_week_without_a_template_waits_for_it_then_reaches_every_time_zone(cohort):
+    EmailTemplate.objects.filter(course=cohort.course, kind=EmailKind.WEEK, week_number=1).delete()
+    lisbon, sydney = learner_in(cohort, "Europe/Lisbon"), learner_in(cohort, "Australia/Sydney")
+
+    run_pass(at(START, 10))  # due everywhere by now; no template yet
+    for row in weekly(cohort, 1):
+        assert (row.status, row.reason_code, row.attempts) == ("pending", "waiting_for_template", 0)
+    week_one = EmailTemplate.objects.create(course=cohort.course, kind=EmailKind.WEEK, week_number=1)
+    template_version_save(week_one, "Week 1", "Hello {{ learner.first_name }}\n")  # added 30 minutes late
+    run_pass(at(START, 10, 30))
+
+    assert {row.learner_id: row.status for row in weekly(cohort, 1)} == {lisbon.learner_id: "sent", sydney.learner_id: "sent"}
+
+
+def test_a_week_whose_template_never_comes_is_skipped_when_the_catch_up_window_closes(cohort, settings):
     EmailTemplate.objects.filter(course=cohort.course, kind=EmailKind.WEEK, week_number=1).delete()
     learner_in(cohort)
-
     run_pass(at(START, 10))
-    run_pass(at(START, 11))
+
+    run_pass(at(START, 10) + settings.DELIVERY_CATCH_UP_LIMIT + datetime.timedelta(hours=1))
 
     row = weekly(cohort, 1).get()
-    assert row.status == "skipped" and "no email template" in row.reason
-    assert row.attempts == 0
+    assert (row.status, row.reason_code) == ("skipped", "no_template")
+    assert not mail.outbox
 
 
 # --- Crashes and catch-up ------------------------------------------------------------------------------
@@ -312,17 +349,17 @@ def test_rows_left_sending_are_reclaimed_and_the_ambiguous_one_is_not_resent(coh
     Delivery.objects.filter(pk__in=report.chunks[0]).update(status="sending", claimed_at=now)
     Delivery.objects.filter(pk=in_flight.pk).update(provider_call_at=now)
 
-    assert deliveries_reclaim(now + datetime.timedelta(minutes=5)) == (0, 0)  # still within the timeout
+    assert rows_reclaim(now + datetime.timedelta(minutes=5)) == (0, 0)  # still within the timeout
     later = now + settings.DELIVERY_SENDING_TIMEOUT + datetime.timedelta(minutes=1)
     run_pass(later)
 
     never_called.refresh_from_db()
     in_flight.refresh_from_db()
     assert never_called.status == "sent"
-    assert in_flight.status == "failed" and in_flight.reason == AMBIGUOUS_REASON
+    assert in_flight.status == "failed" and in_flight.reason_code == "ambiguous"
     assert weekly(cohort, 1).filter(status="sent").count() == 2
 
-    assert deliveries_resend_failed(cohort, EmailKind.WEEK, 1) == 1  # an organizer decides
+    assert deliveries_resend_failed(cohort, EmailKind.WEEK, 1, later) == 1  # an organizer decides
     run_pass(later + datetime.timedelta(minutes=1))
     in_flight.refresh_from_db()
     assert in_flight.status == "sent"
@@ -334,16 +371,23 @@ def test_a_slow_worker_whose_rows_were_reclaimed_does_not_send_them(cohort, sett
     [chunk] = deliveries_dispatch(now).chunks
     Delivery.objects.filter(pk__in=chunk).update(status="sending", claimed_at=now)  # a worker, not dead, just slow
     later = now + settings.DELIVERY_SENDING_TIMEOUT + datetime.timedelta(minutes=1)
-    deliveries_reclaim(later)
+    rows_reclaim(later)
     report = deliveries_send(chunk, now=later)  # the reclaimed row is claimed afresh and sent once
     assert report.sent == 1
 
-    # The slow worker wakes up holding its old, stale claim: it must not call the provider.
+    # The slow worker wakes up holding its old, stale claim: it may neither call the provider
+    # nor write any outcome over the row another worker has since sent.
     row = Delivery.objects.get(pk=chunk[0])
-    row.claim = None
-    outbox_before = len(mail.outbox)
-    delivery._provider_call(None, row, None, delivery.SendReport(), later)
-    assert len(mail.outbox) == outbox_before
+    stale_claim = uuid.uuid4()
+    assert not ledger.row_calling(row.pk, stale_claim, later)
+    assert not ledger.row_sent(row.pk, stale_claim, later, "stale-id")
+    assert not ledger.row_retry(row.pk, stale_claim, later, "stale retry")
+    assert not ledger.row_end(row.pk, stale_claim, "failed", "gave_up", "stale failure")
+    assert ledger.rows_release(stale_claim, "out_of_time", "stale release") == 0
+    assert ledger.rows_ambiguous(stale_claim) == 0
+    row.refresh_from_db()
+    assert (row.status, row.reason_code) == ("sent", "")
+    assert len(mail.outbox) == 1
 
 
 def test_after_a_two_day_outage_what_fell_due_is_sent_oldest_first(cohort):
@@ -371,6 +415,18 @@ def test_a_week_due_more_than_three_days_ago_is_skipped_unless_sent_on_purpose(c
     run_pass(late)
     row.refresh_from_db()
     assert row.status == "sent"
+
+
+def test_after_an_eight_day_outage_only_the_weeks_within_the_catch_up_window_go_out(cohort):
+    learner_in(cohort)
+    deliveries_dispatch(at(START, 10))  # week 1 planned and queued; then no worker ran for 8 days
+    assert weekly(cohort, 1).get().status == "pending"
+
+    run_pass(at(START + datetime.timedelta(days=8), 10))
+
+    assert weekly(cohort, 1).values_list("status", "reason_code").get() == ("skipped", "too_late")
+    assert weekly(cohort, 2).get().status == "sent"  # due a day ago, within the window
+    assert [message.subject.startswith("Week 2") for message in mail.outbox] == [True]
 
 
 def test_a_paused_cohort_sends_nothing_until_resumed(cohort):
@@ -498,10 +554,10 @@ def test_the_provider_rate_limit_is_shared_through_the_cache(settings, monkeypat
     settings.EMAIL_SEND_RATE_PER_SECOND = 3
     seconds = {"now": 1_000_000.0}  # a fake time.time() that only sleeping moves
     naps = []
-    monkeypatch.setattr(delivery.time, "time", lambda: seconds["now"])
-    monkeypatch.setattr(delivery.time, "sleep", lambda nap: naps.append(nap) or seconds.update(now=seconds["now"] + nap))
+    monkeypatch.setattr(sending.time, "time", lambda: seconds["now"])
+    monkeypatch.setattr(sending.time, "sleep", lambda nap: naps.append(nap) or seconds.update(now=seconds["now"] + nap))
 
     for _ in range(7):
-        delivery.provider_rate_wait()
+        sending.provider_rate_wait()
 
     assert len(naps) == 2  # 3 in the first second, 3 in the next, the 7th waits for the third

@@ -3,6 +3,7 @@
 import datetime
 
 import pytest
+from anymail.exceptions import AnymailRecipientsRefused
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 
@@ -15,7 +16,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.clock(BEFORE_START)]
 def test_the_cohort_page_shows_each_week_and_the_failed_rows(admin_client, cohort, provider):
     learner_in(cohort, email="ok@example.org", learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
     learner_in(cohort, email="bad@example.org", learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
-    provider["bad@example.org"] = [provider_error(400, "Mailbox does not exist")]
+    provider["bad@example.org"] = [AnymailRecipientsRefused("Mailbox does not exist")]
     run_pass(at(START, 10))
 
     page = admin_client.get(reverse("admin:cohorts_cohort_change", args=[cohort.pk])).content.decode()
@@ -36,9 +37,24 @@ def test_pause_and_resume_sending(admin_client, cohort):
     assert not cohort.sending_paused
 
 
+def test_a_fault_on_our_side_pauses_the_cohort_and_its_page_says_why(admin_client, cohort, provider):
+    learner_in(cohort, email="ada@example.org", learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
+    provider["ada@example.org"] = [provider_error(401, "Invalid API key")]
+    run_pass(at(START, 10))
+
+    page = admin_client.get(reverse("admin:cohorts_cohort_change", args=[cohort.pk])).content.decode()
+
+    assert "Sending is paused for this cohort" in page and "Invalid API key" in page
+    assert "Resume sending" in page
+    health = admin_client.get("/healthz").json()
+    assert health["deliveries"]["ok"] is False
+    [paused] = health["deliveries"]["paused_by_fault"]
+    assert paused["cohort"] == cohort.slug and "Invalid API key" in paused["reason"]
+
+
 def test_resend_failed_and_send_a_week_now(admin_client, cohort, provider):
     learner_in(cohort, email="flaky@example.org", learner__confirmed_at=at(START, 0) - datetime.timedelta(days=10))
-    provider["flaky@example.org"] = [provider_error(401, "Unauthorized")] * 6
+    provider["flaky@example.org"] = [provider_error(503, "Service Unavailable")] * 6
     for hours in range(0, 200, 8):
         run_pass(at(START, 10) + datetime.timedelta(hours=hours))  # every retry fails: gave up
     row = Delivery.objects.get(kind=EmailKind.WEEK, week_number=1)

@@ -15,7 +15,9 @@ from django.conf import settings as django_settings
 
 from cohorts.models import Cohort
 from mooc.testing.fixtures import PROJECT_DIR, environment_for_other_processes, wait_for
-from scheduler.delivery import AMBIGUOUS_REASON, deliveries_dispatch, deliveries_reclaim
+from scheduler.ledger import AMBIGUOUS_DETAIL as AMBIGUOUS_REASON
+from scheduler.ledger import rows_reclaim as deliveries_reclaim
+from scheduler.planning import deliveries_dispatch
 from scheduler.models import Delivery
 from scheduler.tasks import deliveries_send_chunk
 from signups.tests.factories import EnrollmentFactory

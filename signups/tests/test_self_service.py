@@ -8,7 +8,7 @@ import pytest
 from django.core import mail, signing
 from django.test import Client
 
-from scheduler.delivery import deliveries_dispatch
+from scheduler.planning import deliveries_dispatch
 from scheduler.models import EmailKind
 from signups.models import Enrollment, Erasure, Learner, Suppression, email_digest
 from signups.selectors import enrollments_mailable

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from scheduler.delivery import deliveries_dispatch, deliveries_send
+from scheduler.planning import deliveries_dispatch
+from scheduler.sending import deliveries_send
 
 
 class Command(BaseCommand):
