@@ -498,8 +498,8 @@ def test_send_due_sends_and_says_so(cohort):
     call_command("send_due", "--now", "2026-11-30T10:00:00Z", stdout=output)
     call_command("send_due", "--now", "2026-11-30T10:05:00Z", stdout=(again := StringIO()))
 
-    assert output.getvalue().splitlines() == ["To send: winter week 1: 1", "1 sent, 0 failed, 0 skipped, 0 retrying."]
-    assert again.getvalue().splitlines() == ["Nothing is due.", "0 sent, 0 failed, 0 skipped, 0 retrying."]
+    assert output.getvalue().splitlines() == ["To send: winter week 1: 1", "1 sent, 0 failed, 0 skipped, 0 retrying, 0 waiting."]
+    assert again.getvalue().splitlines() == ["Nothing is due.", "0 sent, 0 failed, 0 skipped, 0 retrying, 0 waiting."]
 
 
 def test_send_due_refuses_a_malformed_moment():

@@ -31,12 +31,14 @@ class Command(BaseCommand):
             self.stdout.write("Nothing is due.")
         if dry_run:
             return
-        totals = {"sent": 0, "failed": 0, "skipped": 0, "retrying": 0}
+        totals = {"sent": 0, "failed": 0, "skipped": 0, "retrying": 0, "released": 0}
         for chunk in report.chunks:
             result = deliveries_send(chunk, now=moment)
             for name in totals:
                 totals[name] += getattr(result, name)
-        self.stdout.write(", ".join(f"{count} {name}" for name, count in totals.items()) + ".")
+        # "waiting": given back unsent, for a template still missing or a fault that paused sending.
+        labels = {"released": "waiting"}
+        self.stdout.write(", ".join(f"{count} {labels.get(name, name)}" for name, count in totals.items()) + ".")
         if report.ambiguous:
             self.stdout.write(f"{report.ambiguous} interrupted during the provider call: see the cohort's failed rows.")
 
