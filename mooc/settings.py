@@ -26,6 +26,10 @@ env = Environment()
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.secret_key(debug=DEBUG)
+# Rotating the key: put the old one here (comma-separated) for as long as links signed with it
+# should work. Every email carries signed unsubscribe and manage links, so keep old keys for
+# months, not days.
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 # The site's own address: every link in an email is absolute and starts here. With DEBUG
 # off it must be https, unless ALLOW_HTTP_SITE_URL says this production-like run is served
@@ -99,12 +103,24 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database that accepts connections but never answers must not hang a request (or
+    # /healthz) until gunicorn kills the worker: connecting gives up after this many seconds.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=2, minimum=1)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (rate limits and locks later on): Redis when REDIS_URL is set ---------------
 REDIS_URL = env.url("REDIS_URL", default="", schemes=("redis", "rediss"))
+# A Redis that is down or hangs costs a request at most these seconds (then the rate limits
+# let the signup through: signups.services.signup_rate_limited).
+REDIS_SOCKET_TIMEOUT = env.int("REDIS_SOCKET_TIMEOUT", default=1, minimum=1)
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
+from redis.exceptions import RedisError
 
 from cohorts.models import Cohort, Course
 from signups.groups import enrollment_group_place
@@ -404,8 +405,18 @@ def signup_rate_limited(ip_address: str, email: str) -> str | None:
     """Count a signup attempt; "ip" or "address" when that one is over its hourly limit, else None.
 
     Fixed one-hour windows in the cache, so the limits hold across every web process
-    when the cache is Redis.
+    when the cache is Redis. A cache that is down or hangs (REDIS_SOCKET_TIMEOUT) lets the
+    signup through with a logged warning: double opt-in still protects the address, and a
+    cache outage must not take signups down.
     """
+    try:
+        return _signup_rate_counted(ip_address, email)
+    except (RedisError, OSError) as error:  # refused, timed out, or the connection dropped
+        logger.warning("Signup rate limits not counted, the cache is unreachable: %s", error)
+        return None
+
+
+def _signup_rate_counted(ip_address: str, email: str) -> str | None:
     limits = [
         ("ip", ip_address, settings.SIGNUP_LIMIT_PER_IP_PER_HOUR),
         ("address", email_digest(email), settings.SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR),

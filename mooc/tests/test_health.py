@@ -1,10 +1,15 @@
 """/healthz answers 200 with the status of the database and the broker, and 503 when one is down."""
 
 import datetime
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 from django.db import OperationalError, connection
 
+from mooc.testing.fixtures import PROJECT_DIR
 from scheduler.services import heartbeat_record
 
 pytestmark = pytest.mark.django_db
@@ -62,3 +67,30 @@ def test_the_worker_heartbeat_is_reported_but_does_not_fail_the_check(client, se
 
     heartbeat_record(now=clock.now())
     assert client.get("/healthz").json()["worker"]["ok"] is True
+
+
+def test_a_database_and_a_broker_that_never_answer_get_a_503_within_three_seconds():
+    """Both accept the connection (the kernel does, into the listen backlog) and never say a
+    word: the site's own timeouts, not gunicorn's, must end the check."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        probe = (
+            "import time, django; django.setup()\n"
+            "from django.test import Client\n"
+            "started = time.monotonic(); response = Client().get('/healthz', HTTP_HOST='127.0.0.1')\n"
+            "print(response.status_code, round(time.monotonic() - started, 2), response.json()['database']['ok'], response.json()['broker']['ok'])\n"
+        )
+        keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+        result = subprocess.run(
+            [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
+            env=keep | {
+                "DJANGO_SETTINGS_MODULE": "mooc.settings", "DJANGO_READ_DOT_ENV": "false", "DEBUG": "true",
+                "DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/mooc", "CELERY_BROKER_URL": f"redis://127.0.0.1:{port}/0",
+            },
+        )
+
+    status, seconds, database_ok, broker_ok = result.stdout.split()
+    assert (status, database_ok, broker_ok) == ("503", "False", "False"), result.stderr
+    assert float(seconds) < 3

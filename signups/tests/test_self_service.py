@@ -8,8 +8,8 @@ import pytest
 from django.core import mail, signing
 from django.test import Client
 
-from scheduler.planning import deliveries_dispatch
 from scheduler.models import EmailKind
+from scheduler.planning import deliveries_dispatch
 from signups.models import Enrollment, Erasure, Learner, Suppression, email_digest
 from signups.selectors import enrollments_mailable
 from signups.services import learner_links
@@ -316,3 +316,16 @@ def test_an_unsubscribed_address_is_mailed_again_only_after_it_confirms(client, 
     client.post(relink)
     assert enrollments_mailable(next_cohort).count() == 1
     assert not Learner.objects.get().is_unsubscribed
+
+
+def test_links_in_emails_sent_before_a_key_rotation_still_work(client, next_cohort, settings):
+    learner = EnrollmentFactory(cohort=next_cohort).learner
+    old_link = learner_links(learner)["unsubscribe"].removeprefix("http://testserver")
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-secret-key-that-is-long-enough-for-production-use-1234"
+
+    response = client.post(old_link)
+
+    assert response.status_code == 200
+    learner.refresh_from_db()
+    assert learner.is_unsubscribed

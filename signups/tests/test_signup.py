@@ -2,6 +2,7 @@
 
 import datetime
 import re
+import socket
 
 import pytest
 from django.core import mail
@@ -227,3 +228,23 @@ def test_a_full_round_is_not_offered_and_cannot_be_chosen(client, next_cohort, l
     response = client.post("/signup/", form_data(cohort=next_cohort.slug))
     assert response.status_code == 400
     assert "This round is full" in response.context["form"].errors["cohort"][0]
+
+
+@pytest.mark.parametrize("hangs", [False, True], ids=["redis down", "redis hanging"])
+def test_signups_go_through_when_the_cache_is_unreachable(client, next_cohort, settings, caplog, hangs):
+    """The rate limiter's cache is down (nothing listens) or hangs (accepts and never answers):
+    the signup succeeds after at most the socket timeout, and the warning says why."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        if hangs:
+            server.listen(16)
+        settings.CACHES = {"default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": f"redis://127.0.0.1:{server.getsockname()[1]}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.3, "socket_timeout": 0.3},
+        }}
+
+        response = client.post("/signup/", form_data(cohort=next_cohort.slug))
+
+    assert response.status_code == 302 and response["Location"] == "/signup/sent/"
+    assert Learner.objects.get().email == "ada.lovelace@example.org" and len(mail.outbox) == 1
+    assert "Signup rate limits not counted, the cache is unreachable" in caplog.text
