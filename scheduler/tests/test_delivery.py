@@ -517,7 +517,7 @@ def test_overdue_emails_show_on_healthz_and_in_the_log(cohort, client, caplog, c
     assert deliveries_overdue(at(START, 10, 1)) == 1
     clock.move_to(at(START, 11, 30))
     body = client.get("/healthz").json()
-    assert body["deliveries"] == {"ok": False, "overdue": 1}
+    assert body["deliveries"] == {"ok": False, "overdue": 1, "paused_by_fault": []}
     assert body["status"] == "ok"  # the site itself works
     deliveries_dispatch(at(START, 11, 31))
     assert "Overdue: 1 emails were due more than an hour ago" in caplog.text
