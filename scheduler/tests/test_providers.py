@@ -6,20 +6,13 @@ libraries build them otherwise.
 """
 
 import smtplib
-import socket
 
 import pytest
 from anymail.exceptions import AnymailInvalidAddress, AnymailRecipientsRefused, AnymailUnsupportedFeature
 from celery.exceptions import SoftTimeLimitExceeded
 
 from scheduler.providers import Outcome, outcome_of
-from scheduler.tests.helpers import provider_error
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from scheduler.tests.helpers import closed_port, provider_error, silent_port
 
 
 def mailgun_send_to(url: str, timeout: float = 2):
@@ -35,15 +28,13 @@ def mailgun_send_to(url: str, timeout: float = 2):
 
 
 def connection_refused():
-    return mailgun_send_to(f"http://127.0.0.1:{_closed_port()}/v3")
+    return mailgun_send_to(f"http://127.0.0.1:{closed_port()}/v3")
 
 
 def read_timeout():
     """A server that accepts the request and never answers."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        return mailgun_send_to(f"http://127.0.0.1:{server.getsockname()[1]}/v3", timeout=0.3)
+    with silent_port() as port:
+        return mailgun_send_to(f"http://127.0.0.1:{port}/v3", timeout=0.3)
 
 
 @pytest.mark.parametrize(
