@@ -7,11 +7,14 @@ exactly one consequence:
 |----------------|-----------------------------------------------------------------------|----------------------------------------------------------------------|
 | sent           | the provider accepted the message                                     | the row is SENT                                                      |
 | transient      | HTTP 429 or 503; connection refused, DNS failure or connect timeout   | retried with backoff, up to DELIVERY_MAX_ATTEMPTS, then FAILED       |
-|                | (the request never left); SMTP 4xx (421, 450, 451, 452)               |                                                                      |
-| refused        | AnymailRecipientsRefused; SMTP 5xx on RCPT for this address           | the row FAILED; the address is suppressed (the learner unsubscribed) |
+|                | (the request never left); SMTP 4xx at any step (421, 450, 451, 452,   |                                                                      |
+|                | 454); any other failure to connect to the SMTP server (no email left) |                                                                      |
+| refused        | AnymailRecipientsRefused; SMTP 5xx on RCPT for this address (but not  | the row FAILED; the address is suppressed (the learner unsubscribed) |
+|                | 5.7.x: see configuration)                                             |                                                                      |
 | configuration  | any other HTTP 4xx (400, 401, 403, 404, 413, 422 ...); an unsupported | the row goes back to PENDING, nothing is suppressed, the cohort's    |
-|                | feature; a bad sender or API key; SMTP authentication or sender       | sending pauses itself with the reason (admin, /healthz); organizers  |
-|                | refused; SMTP 5xx for the message (DATA)                              | resume once it is fixed                                              |
+|                | feature; a bad sender or API key; SMTP 5xx to AUTH or MAIL FROM; SMTP | sending pauses itself with the reason (admin, /healthz); organizers  |
+|                | 5xx for the message (DATA); SMTP 5.7.x on RCPT (relaying denied, our  | resume once it is fixed                                              |
+|                | server blocked: about us, not the address)                            |                                                                      |
 | ambiguous      | a read timeout, HTTP 500/502/504 or a connection dropped after the    | the row FAILED as ambiguous, never re-sent automatically: an         |
 |                | request went out; SMTP disconnect mid-message; the task's soft time   | organizer (or, later, the provider's events) decides                 |
 |                | limit; anything never seen before                                     |                                                                      |
@@ -21,6 +24,7 @@ Only a refused recipient ever suppresses an address: a fault on our side never t
 
 import enum
 import logging
+import re
 import smtplib
 
 logger = logging.getLogger(__name__)
@@ -60,8 +64,16 @@ def _never_left(error: BaseException) -> bool:
     return False
 
 
-def outcome_of(error: BaseException) -> Outcome:
-    """The one consequence of a send that raised `error` (see the module's table)."""
+def outcome_of(error: BaseException, *, connecting: bool = False) -> Outcome:
+    """The one consequence of a send that raised `error` (see the module's table).
+
+    `connecting`: the error came while the connection was being opened (Django's SMTP backend
+    connects and logs in then), so no email has left: what would be ambiguous is transient."""
+    outcome = _outcome_of(error)
+    return Outcome.TRANSIENT if connecting and outcome is Outcome.AMBIGUOUS else outcome
+
+
+def _outcome_of(error: BaseException) -> Outcome:
     from anymail.exceptions import (
         AnymailAPIError,
         AnymailConfigurationError,
@@ -94,21 +106,29 @@ def outcome_of(error: BaseException) -> Outcome:
     return Outcome.AMBIGUOUS
 
 
+# An enhanced status code 5.7.x (RFC 3463: security or policy) on RCPT is about the sender:
+# relaying denied, authentication needed, our address or server blocked.
+_ABOUT_US = re.compile(rb"\s*5\.7\.\d{1,3}\b")
+
+
 def _smtp_outcome(error: smtplib.SMTPException) -> Outcome:
     if isinstance(error, smtplib.SMTPRecipientsRefused):
-        codes = [code for code, _ in error.recipients.values()]
-        return Outcome.REFUSED if codes and all(500 <= code < 600 for code in codes) else Outcome.TRANSIENT
+        answers = list(error.recipients.values())
+        if not answers or not all(500 <= code < 600 for code, _ in answers):
+            return Outcome.TRANSIENT
+        if any(_ABOUT_US.match(text if isinstance(text, bytes) else str(text).encode()) for _, text in answers):
+            return Outcome.CONFIGURATION
+        return Outcome.REFUSED
+    if isinstance(error, smtplib.SMTPResponseException) and 400 <= error.smtp_code < 500:
+        return Outcome.TRANSIENT  # "try again later", whichever step says it (AUTH, MAIL FROM, DATA)
     if isinstance(error, (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused, smtplib.SMTPNotSupportedError)):
         return Outcome.CONFIGURATION
     if isinstance(error, smtplib.SMTPConnectError):
         return Outcome.TRANSIENT
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return Outcome.AMBIGUOUS  # it may have dropped after the message was taken
-    if isinstance(error, smtplib.SMTPResponseException):
-        if 400 <= error.smtp_code < 500:
-            return Outcome.TRANSIENT
-        if 500 <= error.smtp_code < 600:
-            return Outcome.CONFIGURATION
+    if isinstance(error, smtplib.SMTPResponseException) and 500 <= error.smtp_code < 600:
+        return Outcome.CONFIGURATION
     return Outcome.AMBIGUOUS
 
 

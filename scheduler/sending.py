@@ -12,6 +12,10 @@ states and scheduler/providers.py for what each provider answer means).
   is never re-sent by itself (a duplicate is worse than a gap an organizer can see). To spend one
   commit per email rather than two, row N's "sent" is written in the same transaction as row
   N+1's "calling"; a kill between them still costs only row N, which becomes ambiguous.
+- **The connection** to the provider is one per chunk, opened by the first call: Django's SMTP
+  backend connects and logs in then, so a server that is down or refuses our login is that
+  row's outcome (nothing has left yet). After a failed call it is closed, and the next row
+  opens a new one rather than meet a half-closed one.
 - **Outcomes** (providers.outcome_of): transient errors retry with a jittered exponential
   backoff up to DELIVERY_MAX_ATTEMPTS; a refused address fails the row and suppresses the
   address; a fault on our side pauses the cohort's sending with the reason and gives its rows
@@ -27,6 +31,7 @@ states and scheduler/providers.py for what each provider answer means).
 import datetime
 import logging
 import random
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -183,13 +188,21 @@ def _chunk_send(chunk: _Chunk) -> None:
             chunk.report.skipped += 1
         else:
             by_email[(row.cohort, row.kind, row.week_number)].append((row, enrollment))
-    mail_connection = get_connection()  # one connection to the provider for the whole chunk
+    mail_connection = get_connection()  # one connection to the provider for the whole chunk, opened by its first call
     try:
-        mail_connection.open()
         for (cohort, kind, week_number), batch in by_email.items():
             _send_batch(mail_connection, chunk, cohort, kind, week_number, batch)
     finally:
-        mail_connection.close()
+        _connection_close(mail_connection)
+
+
+def _connection_close(connection) -> None:
+    """Close it, whatever state a failed call left it in (an SMTP server that hung up mid-message):
+    the outcomes are written already, and the next call opens a new one."""
+    try:
+        connection.close()
+    except Exception as error:
+        logger.info("Closing the connection to the provider failed: %s", error_describe(error))
 
 
 def _send_batch(connection, chunk: _Chunk, cohort, kind, week_number, batch) -> None:
@@ -231,13 +244,19 @@ def _provider_call(connection, chunk: _Chunk, row: Delivery, message) -> Outcome
         logger.warning("Delivery %s was reclaimed while this worker held it; not sending", row.pk)
         return None
     provider_rate_wait()
+    connecting = True
     try:
+        # Once open, a no-op. Django's SMTP backend connects and logs in here, so a server that
+        # is down or refuses our credentials is this row's outcome, and nothing has left yet.
+        connection.open()
+        connecting = False
         connection.send_messages([message])
     except SoftTimeLimitExceeded:
         raise  # the email may have left: deliveries_send marks this row ambiguous
     except Exception as error:
-        outcome = outcome_of(error)
+        outcome = outcome_of(error, connecting=connecting)
         _record_failure(chunk, row, outcome, error)
+        _connection_close(connection)  # the next row starts on a new connection, not a half-closed one
         return outcome
     status = getattr(message, "anymail_status", None)
     chunk.sent(row.pk, str(status.message_id) if status is not None and status.message_id is not None else "")
@@ -261,7 +280,9 @@ def _record_failure(chunk: _Chunk, row: Delivery, outcome: Outcome, error: Excep
         case Outcome.CONFIGURATION:
             logger.error("Delivery %s: a fault on our side (%s); pausing the cohort's sending", row.pk, detail)
             report.released += ledger.row_not_sent(row.pk, claim, Reason.CONFIGURATION, detail)
-            cohort_sending_pause_for_fault(row.cohort_id, f"The provider refused to send for a reason on our side: {detail}")
+            # The reason shows on the public /healthz: the provider's answer, without the learner's address.
+            public = re.sub(re.escape(row.learner.email), "<the learner's address>", detail, flags=re.IGNORECASE)
+            cohort_sending_pause_for_fault(row.cohort_id, f"The provider refused to send for a reason on our side: {public}")
         case _:
             logger.warning("Delivery %s: an answer that may or may not mean sent (%s): marked ambiguous", row.pk, detail)
             ledger.rows_ambiguous(claim, f"{ledger.AMBIGUOUS_DETAIL}. The provider's answer: {detail}", pks=[row.pk])

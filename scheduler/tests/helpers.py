@@ -1,6 +1,9 @@
 """Helpers for the scheduler's tests (fixtures are in conftest.py)."""
 
+import contextlib
 import datetime
+import socket
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 from anymail.exceptions import AnymailAPIError
@@ -38,6 +41,22 @@ def provider_error(status: int, reason: str) -> AnymailAPIError:
     response = requests.Response()
     response.status_code, response.reason, response._content = status, reason, b'{"message": "%s"}' % reason.encode()
     return AnymailAPIError(f"{reason} (from the provider)", status_code=status, response=response)
+
+
+def closed_port() -> int:
+    """A local port nothing listens on: connecting is refused before any byte leaves."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A local port that takes connections (the kernel completes them) and never answers a byte."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
 
 
 def run_pass(now):

@@ -6,20 +6,13 @@ libraries build them otherwise.
 """
 
 import smtplib
-import socket
 
 import pytest
 from anymail.exceptions import AnymailInvalidAddress, AnymailRecipientsRefused, AnymailUnsupportedFeature
 from celery.exceptions import SoftTimeLimitExceeded
 
 from scheduler.providers import Outcome, outcome_of
-from scheduler.tests.helpers import provider_error
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from scheduler.tests.helpers import closed_port, provider_error, silent_port
 
 
 def mailgun_send_to(url: str, timeout: float = 2):
@@ -35,15 +28,13 @@ def mailgun_send_to(url: str, timeout: float = 2):
 
 
 def connection_refused():
-    return mailgun_send_to(f"http://127.0.0.1:{_closed_port()}/v3")
+    return mailgun_send_to(f"http://127.0.0.1:{closed_port()}/v3")
 
 
 def read_timeout():
     """A server that accepts the request and never answers."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen()
-        return mailgun_send_to(f"http://127.0.0.1:{server.getsockname()[1]}/v3", timeout=0.3)
+    with silent_port() as port:
+        return mailgun_send_to(f"http://127.0.0.1:{port}/v3", timeout=0.3)
 
 
 @pytest.mark.parametrize(
@@ -54,9 +45,15 @@ def read_timeout():
         (connection_refused, Outcome.TRANSIENT),
         (lambda: smtplib.SMTPRecipientsRefused({"ada@example.org": (451, b"try again later")}), Outcome.TRANSIENT),
         (lambda: smtplib.SMTPDataError(451, b"try again later"), Outcome.TRANSIENT),
+        (lambda: smtplib.SMTPSenderRefused(451, b"4.7.1 greylisted, try again later", "mooc@localhost"), Outcome.TRANSIENT),
+        (lambda: smtplib.SMTPAuthenticationError(454, b"4.7.0 temporary authentication failure"), Outcome.TRANSIENT),
         (lambda: ConnectionRefusedError(111, "Connection refused"), Outcome.TRANSIENT),
         (lambda: AnymailRecipientsRefused("refused"), Outcome.REFUSED),
         (lambda: smtplib.SMTPRecipientsRefused({"ada@example.org": (550, b"no such user")}), Outcome.REFUSED),
+        (lambda: smtplib.SMTPRecipientsRefused({"ada@example.org": (550, b"5.1.1 user unknown")}), Outcome.REFUSED),
+        # 5.7.x on RCPT is about us (relaying denied, our server blocked), not about the address.
+        (lambda: smtplib.SMTPRecipientsRefused({"ada@example.org": (554, b"5.7.1 <ada@example.org>: Relay access denied")}),
+         Outcome.CONFIGURATION),
         (lambda: provider_error(400, "'from' parameter is not a valid address"), Outcome.CONFIGURATION),
         (lambda: provider_error(401, "Unauthorized"), Outcome.CONFIGURATION),
         (lambda: provider_error(403, "Forbidden"), Outcome.CONFIGURATION),
@@ -85,3 +82,16 @@ def test_only_a_refused_recipient_is_ever_refused():
     """Whatever else goes wrong, it never suppresses an address."""
     sender_side = [provider_error(status, "x") for status in range(400, 600) if status not in (429, 503)]
     assert all(outcome_of(error) is not Outcome.REFUSED for error in sender_side)
+
+
+@pytest.mark.parametrize(
+    "error", [smtplib.SMTPServerDisconnected("Connection unexpectedly closed"), TimeoutError("timed out"), KeyError("never seen")]
+)
+def test_nothing_is_ambiguous_while_connecting(error):
+    """No email has left before the connection is open: what would be ambiguous is retried."""
+    assert outcome_of(error) is Outcome.AMBIGUOUS
+    assert outcome_of(error, connecting=True) is Outcome.TRANSIENT
+
+
+def test_refused_credentials_while_connecting_are_still_a_fault_on_our_side():
+    assert outcome_of(smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), connecting=True) is Outcome.CONFIGURATION
