@@ -78,7 +78,8 @@ def course_week(course: Course, number: int) -> Week | None:
     return Week.objects.filter(course=course, number=number).first()
 
 
-def cohorts_paused_by_fault() -> list[dict]:
-    """Cohorts whose sending paused itself (a fault on our side), with the reason: for /healthz."""
+def cohorts_paused_by_fault() -> list[str]:
+    """The slugs of cohorts whose sending paused itself (a fault on our side): for /healthz, which
+    is public, so the provider's words stay on the cohort's admin page."""
     paused = Cohort.objects.filter(sending_paused=True).exclude(sending_paused_reason="").order_by("slug")
-    return [{"cohort": slug, "reason": reason} for slug, reason in paused.values_list("slug", "sending_paused_reason")]
+    return list(paused.values_list("slug", flat=True))

@@ -2,8 +2,8 @@
 
 The database and the broker are critical: when either is down the answer is HTTP 503.
 The worker heartbeat, the overdue emails (due over an hour ago, not sent) and the cohorts
-whose sending paused itself after a fault on our side (with the provider's answer) are reported
-too, but do not fail the check: the web pages still work without workers, and taking the
+whose sending paused itself after a fault on our side (their slugs; the provider's answer is on
+the cohort's admin page) are reported too, but do not fail the check: the web pages still work without workers, and taking the
 site out of rotation would not help. They are for the monitoring that pages a person.
 """
 

@@ -12,8 +12,8 @@ exactly one consequence:
 | refused        | AnymailRecipientsRefused; SMTP 5xx on RCPT for this address (but not  | the row FAILED; the address is suppressed (the learner unsubscribed) |
 |                | 5.7.x: see configuration)                                             |                                                                      |
 | configuration  | any other HTTP 4xx (400, 401, 403, 404, 413, 422 ...); an unsupported | the row goes back to PENDING, nothing is suppressed, the cohort's    |
-|                | feature; a bad sender or API key; SMTP 5xx to AUTH or MAIL FROM; SMTP | sending pauses itself with the reason (admin, /healthz); organizers  |
-|                | 5xx for the message (DATA); SMTP 5.7.x on RCPT (relaying denied, our  | resume once it is fixed                                              |
+|                | feature; a bad sender or API key; SMTP 5xx to AUTH or MAIL FROM; SMTP | sending pauses itself with the reason (its admin page; /healthz      |
+|                | 5xx for the message (DATA); SMTP 5.7.x on RCPT (relaying denied, our  | names it); organizers resume once it is fixed                        |
 |                | server blocked: about us, not the address)                            |                                                                      |
 | ambiguous      | a read timeout, HTTP 500/502/504 or a connection dropped after the    | the row FAILED as ambiguous, never re-sent automatically: an         |
 |                | request went out; SMTP disconnect mid-message; the task's soft time   | organizer (or, later, the provider's events) decides                 |
