@@ -10,8 +10,9 @@ states and scheduler/providers.py for what each provider answer means).
   just before (which also renews the claim's lease), the outcome just after. A worker killed in
   between leaves a row that may have been sent: reclaiming marks it FAILED as ambiguous and it
   is never re-sent by itself (a duplicate is worse than a gap an organizer can see). To spend one
-  commit per email rather than two, row N's "sent" is written in the same transaction as row
-  N+1's "calling"; a kill between them still costs only row N, which becomes ambiguous.
+  statement and one commit per email rather than two, row N's "sent" is written in the same
+  UPDATE as row N+1's "calling" (ledger.row_sent_then_calling); a kill before it commits costs
+  only row N, which becomes ambiguous, and one after it only row N+1.
 - **The connection** to the provider is one per chunk, opened by the first call: Django's SMTP
   backend connects and logs in then, so a server that is down or refuses our login is that
   row's outcome (nothing has left yet). After a failed call it is closed, and the next row
@@ -41,7 +42,6 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.db import transaction
 from django.utils import timezone
 
 from cohorts.selectors import course_week
@@ -146,9 +146,15 @@ class _Chunk:
                 logger.warning("Delivery %s was sent, but reclaimed meanwhile: left as the reclaim decided", pk)
 
     def calling(self, pk: int) -> bool:
-        with transaction.atomic():
-            self.flush()
+        """Whether `pk` is still ours, now marked as in its provider call (the outcome held back
+        is written in the same statement)."""
+        if self._sent is None:
             return ledger.row_calling(pk, self.claim, self.moment())
+        (sent_pk, message_id), self._sent = self._sent, None
+        sent, calling = ledger.row_sent_then_calling(sent_pk, self.now, message_id, pk, self.moment(), self.claim)
+        if not sent:
+            logger.warning("Delivery %s was sent, but reclaimed meanwhile: left as the reclaim decided", sent_pk)
+        return calling
 
     def sent(self, pk: int, message_id: str) -> None:
         self._sent = (pk, message_id)

@@ -365,6 +365,66 @@ def test_rows_left_sending_are_reclaimed_and_the_ambiguous_one_is_not_resent(coh
     assert in_flight.status == "sent"
 
 
+def test_one_statement_marks_a_row_sent_and_the_next_called_each_only_while_this_claim_holds_it(cohort):
+    for _ in range(3):
+        learner_in(cohort)
+    now, later = at(START, 10), at(START, 10, 1)
+    [chunk] = deliveries_dispatch(now).chunks
+    first, second, third = Delivery.objects.filter(pk__in=chunk).order_by("due_at", "pk")
+    claim = ledger.rows_claim(chunk, now)
+    assert ledger.row_calling(first.pk, claim, now)
+
+    assert ledger.row_sent_then_calling(first.pk, now, "id-1", second.pk, later, claim) == (True, True)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.sent_at, first.provider_message_id, first.claim, first.reason_code) == ("sent", now, "id-1", None, "")
+    assert (second.status, second.provider_call_at, second.claimed_at, second.claim) == ("sending", later, later, claim)
+
+    Delivery.objects.filter(pk=third.pk).update(claim=uuid.uuid4())  # reclaimed and taken by another pass meanwhile
+    assert ledger.row_sent_then_calling(second.pk, later, "id-2", third.pk, later, claim) == (True, False)
+    third.refresh_from_db()
+    assert (third.status, third.provider_call_at) == ("sending", None)
+
+
+class WorkerKilled(BaseException):
+    """The process dies here: nothing in the sending code catches it or settles a row."""
+
+
+@pytest.mark.parametrize("killed", ["before the write", "after the write"])
+def test_a_worker_killed_at_the_write_between_two_emails_costs_one_email_never_a_duplicate(cohort, settings, monkeypatch, killed):
+    # Row 1's "sent" and row 2's "calling" are one statement: killed before it commits, row 1
+    # (sent, not yet recorded) is the one in doubt; killed after it, row 2 (maybe sent).
+    for _ in range(3):
+        learner_in(cohort)
+    now = at(START, 10)
+    [chunk] = deliveries_dispatch(now).chunks
+    first, second, third = Delivery.objects.filter(pk__in=chunk).order_by("due_at", "pk").select_related("learner")  # the send order
+    write = ledger.row_sent_then_calling
+
+    def die(*args):
+        if killed == "after the write":
+            write(*args)
+        raise WorkerKilled
+
+    monkeypatch.setattr(ledger, "row_sent_then_calling", die)
+    with pytest.raises(WorkerKilled):
+        deliveries_send(chunk, now=now)
+    monkeypatch.undo()
+
+    later = now + settings.DELIVERY_SENDING_TIMEOUT + datetime.timedelta(minutes=1)
+    in_doubt = first if killed == "before the write" else second
+    assert rows_reclaim(later) == (2 if killed == "before the write" else 1, 1)
+    run_pass(later)
+
+    rows = {row.pk: row for row in Delivery.objects.filter(pk__in=chunk)}
+    assert (rows[in_doubt.pk].status, rows[in_doubt.pk].reason_code) == ("failed", "ambiguous")
+    assert all(row.status == "sent" for pk, row in rows.items() if pk != in_doubt.pk)
+    # Before the write, row 1 had left and row 2 had not; after it, row 2 was marked as called
+    # but the worker died before the call: a gap an organizer sees, never a second copy.
+    mailed = [first, second, third] if killed == "before the write" else [first, third]
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(row.learner.email for row in mailed)
+
+
 def test_a_slow_worker_whose_rows_were_reclaimed_does_not_send_them(cohort, settings):
     learner_in(cohort)
     now = at(START, 10)
@@ -381,6 +441,7 @@ def test_a_slow_worker_whose_rows_were_reclaimed_does_not_send_them(cohort, sett
     stale_claim = uuid.uuid4()
     assert not ledger.row_calling(row.pk, stale_claim, later)
     assert not ledger.row_sent(row.pk, stale_claim, later, "stale-id")
+    assert ledger.row_sent_then_calling(row.pk, later, "stale-id", row.pk, later, stale_claim) == (False, False)
     assert not ledger.row_retry(row.pk, stale_claim, later, "stale retry")
     assert not ledger.row_end(row.pk, stale_claim, "failed", "gave_up", "stale failure")
     assert ledger.rows_release(stale_claim, "out_of_time", "stale release") == 0
