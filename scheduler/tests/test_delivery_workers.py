@@ -15,8 +15,7 @@ from django.conf import settings as django_settings
 
 from cohorts.models import Cohort
 from mooc.testing.fixtures import PROJECT_DIR, environment_for_other_processes, wait_for
-from scheduler.ledger import AMBIGUOUS_DETAIL as AMBIGUOUS_REASON
-from scheduler.ledger import rows_reclaim as deliveries_reclaim
+from scheduler.ledger import rows_reclaim
 from scheduler.planning import deliveries_dispatch
 from scheduler.models import Delivery
 from scheduler.tasks import deliveries_send_chunk
@@ -119,7 +118,7 @@ def test_a_worker_killed_mid_chunk_leaves_every_learner_mailed_once_but_the_one_
 
     # Later, the reclaim notices; a new worker sends the rest.
     later = clock.now() + django_settings.DELIVERY_SENDING_TIMEOUT + datetime.timedelta(minutes=1)
-    returned, ambiguous = deliveries_reclaim(later)
+    returned, ambiguous = rows_reclaim(later)
     assert ambiguous == 1 and returned >= 1
     celery_workers(queue, **provider_env(outbox))
     for chunk in deliveries_dispatch(later).chunks:
@@ -128,7 +127,7 @@ def test_a_worker_killed_mid_chunk_leaves_every_learner_mailed_once_but_the_one_
 
     rows = Delivery.objects.filter(cohort=cohort_of_learners, kind="week", week_number=1)
     failed = list(rows.filter(status="failed"))
-    assert len(failed) == ambiguous and all(row.reason == AMBIGUOUS_REASON for row in failed)
+    assert len(failed) == ambiguous and all(row.reason_code == "ambiguous" for row in failed)
     assert rows.filter(status="sent").count() == 40 - len(failed)
     sent = mails_per_recipient(outbox)
     ambiguous_addresses = {row.learner.email for row in failed}
