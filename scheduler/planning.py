@@ -33,7 +33,6 @@ from signups.selectors import enrollments_mailable
 
 logger = logging.getLogger(__name__)
 
-QUEUE_AGAIN_AFTER = datetime.timedelta(minutes=15)
 PLAN_BATCH = 5000  # ledger rows planned, inserted or marked queued per statement
 
 
@@ -143,6 +142,15 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow
                 yield row(learner_id, kind, 0, due_at)
 
 
+def queue_again_after() -> datetime.timedelta:
+    """How long a queued row waits before its chunk is queued again. A chunk waiting behind a long
+    drain is still in the broker, which re-delivers a message no worker finished within its
+    visibility timeout: only past that (plus a margin) can the message be lost (a broker that
+    restarted without its data). Queuing it sooner only duplicates tasks."""
+    visibility = settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600)
+    return datetime.timedelta(seconds=visibility) + datetime.timedelta(minutes=15)
+
+
 def cohorts_sending(now: datetime.datetime):
     """Cohorts whose emails may be due: not long finished, not paused. Cohorts yet to start
     count too: their welcome and group introductions go out before week 1."""
@@ -181,7 +189,7 @@ def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> Dispat
                     batch = []
         if batch:
             _ledger_insert(cohort, batch, now)
-    ready = rows_ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - QUEUE_AGAIN_AFTER))
+    ready = rows_ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queue_again_after()))
     for group in ready.order_by().values("cohort__slug", "kind", "week_number").annotate(count=Count("pk")):
         report.ready[(group["cohort__slug"], group["kind"], group["week_number"])] += group["count"]
     if dry_run:

@@ -15,7 +15,7 @@ from cohorts.models import Cohort
 from cohorts.services import cohort_sending_pause
 from scheduler import ledger, sandbox, sending
 from scheduler.ledger import AMBIGUOUS_DETAIL, rows_reclaim
-from scheduler.planning import deliveries_dispatch, deliveries_overdue, deliveries_resend_failed, deliveries_send_week_now
+from scheduler.planning import deliveries_dispatch, deliveries_overdue, deliveries_resend_failed, deliveries_send_week_now, queue_again_after
 from scheduler.sending import deliveries_send
 from scheduler.due import cohort_week_due
 from scheduler.models import Delivery, EmailKind, EmailTemplate
@@ -622,3 +622,15 @@ def test_the_provider_rate_limit_is_shared_through_the_cache(settings, monkeypat
         sending.provider_rate_wait()
 
     assert len(naps) == 2  # 3 in the first second, 3 in the next, the 7th waits for the third
+
+
+def test_a_queued_chunk_is_not_queued_again_while_it_waits_behind_a_long_drain(cohort):
+    learner_in(cohort)
+    first = deliveries_dispatch(at(START, 10))
+    assert len(first.chunks) == 1
+
+    waiting = deliveries_dispatch(at(START, 10) + datetime.timedelta(minutes=45))  # still in the broker, behind others
+    assert waiting.chunks == []
+
+    lost = deliveries_dispatch(at(START, 10) + queue_again_after() + datetime.timedelta(minutes=1))  # past redelivery: lost
+    assert lost.chunks == first.chunks
