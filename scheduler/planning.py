@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.db.models import Count, Q
 
@@ -203,9 +204,23 @@ def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> Dispat
     for start in range(0, len(ids), PLAN_BATCH):
         Delivery.objects.filter(pk__in=ids[start : start + PLAN_BATCH]).update(queued_at=now)
     report.overdue = deliveries_overdue(now)
-    if report.overdue:
-        logger.warning("Overdue: %d emails were due more than an hour ago and are not sent", report.overdue)
+    _overdue_log(report.overdue)
     return report
+
+
+def _overdue_log(overdue: int) -> None:
+    """Warn when emails become overdue and say when they are caught up: once per change, not
+    every minute while rows wait (a log that repeats itself every minute gets ignored)."""
+    was_overdue = cache.get(_OVERDUE_STATE, False)
+    if overdue and not was_overdue:
+        logger.warning("Overdue: %d emails were due more than an hour ago and are not sent", overdue)
+    elif was_overdue and not overdue:
+        logger.info("Caught up: no email is overdue any more")
+    if bool(overdue) != was_overdue:
+        cache.set(_OVERDUE_STATE, bool(overdue), timeout=None)
+
+
+_OVERDUE_STATE = "scheduler:overdue"
 
 
 # --- Organizers ----------------------------------------------------------------------------------

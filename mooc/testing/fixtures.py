@@ -34,6 +34,17 @@ def fast_password_hashing():
         yield
 
 
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Rate-limit counters and the scheduler's remembered states live in the cache: every test
+    starts with none, whatever the test before it left."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture(scope="session")
 def browser():
     """Debian's chromium, driven by Playwright; skips (with the reason) when either is missing."""

@@ -1,17 +1,8 @@
 import datetime
 
 import pytest
-from django.core.cache import cache
 
 from cohorts.tests.factories import CohortFactory, CourseFactory
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    """Rate-limit counters live in the cache; every test starts with none."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
