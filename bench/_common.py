@@ -67,6 +67,7 @@ def django_on_throwaway_database(database: str = "sqlite") -> Iterator[Path]:
             os.environ["SECRET_KEY"] = "bench-only-secret-key-never-used-outside-the-benchmarks-0123456789"
             os.environ["SITE_URL"] = "http://bench.invalid"
             os.environ["ALLOW_HTTP_SITE_URL"] = "true"
+            os.environ.setdefault("ALLOW_LOCAL_CACHE", "true")  # a bench that needs Redis sets REDIS_URL
             os.environ["STATIC_MANIFEST"] = "false"
             os.environ["ALLOWED_HOSTS"] = "testserver"
             os.environ["DJANGO_SETTINGS_MODULE"] = "mooc.settings"

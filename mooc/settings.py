@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import environ
 from csp.constants import NONE, SELF
 
-from mooc.environment import Environment
+from mooc.environment import ConfigurationError, Environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -113,6 +113,15 @@ REDIS_URL = env.url("REDIS_URL", default="", schemes=("redis", "rediss"))
 # A Redis that is down or hangs costs a request at most these seconds (then the rate limits
 # let the signup through: signups.services.signup_rate_limited).
 REDIS_SOCKET_TIMEOUT = env.int("REDIS_SOCKET_TIMEOUT", default=1, minimum=1)
+# Production shares its cache: a per-process cache would silently multiply the signup limits
+# and the provider's send rate by the number of processes. ALLOW_LOCAL_CACHE is for a
+# production-like run on one's own machine (the test suite, the benchmarks).
+ALLOW_LOCAL_CACHE = env.bool("ALLOW_LOCAL_CACHE", default=False)
+if not DEBUG and not REDIS_URL and not ALLOW_LOCAL_CACHE:
+    raise ConfigurationError(
+        "REDIS_URL", "is not set (required when DEBUG is off: every web process and worker must share the rate limits;"
+        " ALLOW_LOCAL_CACHE=true only for a local production-like run)",
+    )
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -146,8 +146,12 @@ def test_local_defaults_need_no_settings_at_all():
 
 
 def production(**variables: str) -> dict[str, str]:
-    """A production .env: DEBUG off, a long random SECRET_KEY, an https SITE_URL; no DATABASE_URL."""
-    return {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "SITE_URL": "https://mooc.example.org"} | variables
+    """A production .env: DEBUG off, a long random SECRET_KEY, an https SITE_URL, a shared cache
+    (not reached by these checks); no DATABASE_URL."""
+    return {
+        "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), "SITE_URL": "https://mooc.example.org",
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+    } | variables
 
 
 def test_a_production_environment_passes_the_deployment_checks_without_a_warning():
@@ -169,6 +173,17 @@ def test_production_with_an_http_site_url_stops_with_one_line():
     assert allowed.returncode == 0, allowed.stderr
 
 
+def test_production_without_a_shared_cache_stops_with_one_line():
+    without = production()
+    del without["REDIS_URL"]
+
+    result = run_manage("check", **without)
+
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("Configuration error: REDIS_URL is not set (required when DEBUG is off")
+    assert run_manage("check", **without, ALLOW_LOCAL_CACHE="true").returncode == 0
+
+
 def answers_over_http(tmp_path, **variables: str) -> dict[str, str]:
     """How a production-configured site answers: plain http requests for a page and for the
     health check, and an https request for a page that sets the CSRF cookie."""
@@ -181,7 +196,10 @@ def answers_over_http(tmp_path, **variables: str) -> dict[str, str]:
         "secure.get('Strict-Transport-Security'), secure.cookies['csrftoken']['secure'], sep='|')"
     )
     database = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    result = run_manage("shell", "-c", script, DATABASE_URL=database, STATIC_MANIFEST="false", **production(**variables))
+    # The embedded broker, so that /healthz answers without a Redis server (the cache is not used).
+    result = run_manage(
+        "shell", "-c", script, DATABASE_URL=database, STATIC_MANIFEST="false", **production(CELERY_BROKER_URL="filesystem://", **variables)
+    )
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("ANSWERS|"))
     return dict(zip(["page", "location", "health", "hsts", "secure_cookie"], line.split("|")[1:], strict=True))
