@@ -93,10 +93,7 @@ def _sample_links() -> dict:
     with a made-up path in place of the token: nothing here opens anyone's page."""
     from signups.tokens import learner_token
 
-    made_up = "sample-".ljust(len(learner_token(uuid.UUID(int=0))), "x")  # the token itself is thrown away
-    manage = f"{settings.SITE_URL}/me/{made_up}/"
-    return {"manage": manage, "switch": f"{manage}#switch", "unsubscribe": f"{settings.SITE_URL}/unsubscribe/{made_up}/",
-            "site": f"{settings.SITE_URL}/"}
+    return preview_links("sample-".ljust(len(learner_token(uuid.UUID(int=0))), "x"))  # the token itself is thrown away
 
 
 def sample_contexts() -> list[dict]:
@@ -155,10 +152,12 @@ def _week_for(course, kind: str, week_number: int) -> dict | None:
     return week_context(week, course.week_count) if week else None
 
 
-def preview_links() -> dict[str, str]:
-    """Links for previews and test sends: shaped like a learner's, working for nobody (no token)."""
-    manage = f"{settings.SITE_URL}/me/sample-learner/"
-    return {"manage": manage, "switch": f"{manage}#switch", "unsubscribe": f"{settings.SITE_URL}/unsubscribe/sample-learner/",
+def preview_links(made_up: str = "sample-learner") -> dict[str, str]:
+    """Links for previews, test sends and the save check: shaped like a learner's
+    (signups.services.learner_links), with `made_up` where the signed token goes, so they
+    work for nobody."""
+    manage = f"{settings.SITE_URL}/me/{made_up}/"
+    return {"manage": manage, "switch": f"{manage}#switch", "unsubscribe": f"{settings.SITE_URL}/unsubscribe/{made_up}/",
             "site": f"{settings.SITE_URL}/"}
 
 

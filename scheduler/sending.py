@@ -142,8 +142,7 @@ class _Chunk:
         if self._sent is not None:
             pk, message_id = self._sent
             self._sent = None
-            if not ledger.row_sent(pk, self.claim, self.now, message_id):
-                logger.warning("Delivery %s was sent, but reclaimed meanwhile: left as the reclaim decided", pk)
+            self._sent_written(pk, ledger.row_sent(pk, self.claim, self.now, message_id))
 
     def calling(self, pk: int) -> bool:
         """Whether `pk` is still ours, now marked as in its provider call (the outcome held back
@@ -152,9 +151,13 @@ class _Chunk:
             return ledger.row_calling(pk, self.claim, self.moment())
         (sent_pk, message_id), self._sent = self._sent, None
         sent, calling = ledger.row_sent_then_calling(sent_pk, self.now, message_id, pk, self.moment(), self.claim)
-        if not sent:
-            logger.warning("Delivery %s was sent, but reclaimed meanwhile: left as the reclaim decided", sent_pk)
+        self._sent_written(sent_pk, sent)
         return calling
+
+    @staticmethod
+    def _sent_written(pk: int, written: bool) -> None:
+        if not written:
+            logger.warning("Delivery %s was sent, but reclaimed meanwhile: left as the reclaim decided", pk)
 
     def sent(self, pk: int, message_id: str) -> None:
         self._sent = (pk, message_id)
