@@ -27,7 +27,9 @@ def local_send_moment(
     """The UTC moment week `week_number`'s email is due for a learner in `timezone_name`."""
     begins = week_begins(start_date, week_number)
     local_date = begins + datetime.timedelta(days=(send_weekday - begins.weekday()) % 7)
-    local = datetime.datetime.combine(local_date, send_time, tzinfo=zoneinfo.ZoneInfo(timezone_name))
+    # fold=0 whatever the caller's time carries: a repeated hour is read at its first
+    # occurrence and a skipped one with the offset before the change, as promised above.
+    local = datetime.datetime.combine(local_date, send_time.replace(fold=0), tzinfo=zoneinfo.ZoneInfo(timezone_name))
     return local.astimezone(UTC)
 
 
