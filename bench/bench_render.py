@@ -57,7 +57,7 @@ def main() -> None:
 
         with CaptureQueriesContext(connection) as queries:
             version = email_template_for(cohort, EmailKind.WEEK, 1).current_version
-            week = week_context(course_week(cohort.course, 1), cohort.course.week_count)
+            week = week_context(course_week(cohort.course, 1), cohort.week_count)
             enrollments = list(Enrollment.objects.filter(cohort=cohort).select_related("learner", "group"))
             started = time.perf_counter()
             contexts = email_contexts(cohort, week, enrollments)

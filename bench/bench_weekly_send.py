@@ -259,7 +259,7 @@ def _naive_send(cohort, count: int) -> float:
         enrollment = Enrollment.objects.select_related("learner", "group", "cohort__course").get(pk=enrollment_id)
         own_cohort = enrollment.cohort
         template = email_template_for(own_cohort, EmailKind.WEEK, 1)
-        week = week_context(course_week(own_cohort.course, 1), own_cohort.course.week_count)
+        week = week_context(course_week(own_cohort.course, 1), own_cohort.week_count)
         context = email_contexts(own_cohort, week, [enrollment])[enrollment.pk]
         rendered = email_render(template.current_version, context, delivery_header(EmailKind.WEEK, own_cohort.slug, 1, "naive"))
         message = EmailMultiAlternatives(subject=rendered.subject, body=rendered.text, to=[enrollment.learner.email], headers=rendered.headers)
@@ -283,7 +283,7 @@ def _raw_send(cohort, count: int) -> float:
     enrollment_ids = list(Enrollment.objects.filter(cohort=cohort).order_by("pk").values_list("pk", flat=True)[:count])
     started = time.perf_counter()
     template = email_template_for(cohort, EmailKind.WEEK, 1)
-    week = week_context(course_week(cohort.course, 1), cohort.course.week_count)
+    week = week_context(course_week(cohort.course, 1), cohort.week_count)
     tag = delivery_tag(cohort.course.slug, EmailKind.WEEK, 1)
     connection = get_connection()
     connection.open()

@@ -123,6 +123,12 @@ class Cohort(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     start_date = models.DateField(help_text="Week 1 begins on this date; week N begins N-1 weeks later.")
+    # The course's number of weeks, copied: a round that has started keeps its length when the
+    # course is edited (cohorts.services.course_week_count_change updates rounds yet to start).
+    week_count = models.PositiveSmallIntegerField(
+        "number of weeks", validators=[MinValueValidator(1), MaxValueValidator(MAX_COURSE_WEEKS)],
+        blank=True, editable=False, help_text="Copied from the course; follows it until the round starts.",
+    )
     signup_opens_on = models.DateField()
     signup_closes_on = models.DateField(help_text="The last day on which learners can sign up.")
     capacity = models.PositiveIntegerField(
@@ -179,10 +185,15 @@ class Cohort(models.Model):
     def __str__(self):
         return f"{self.course.title}: {self.name}"
 
+    def save(self, *args, **kwargs):
+        if self.week_count is None and self.course_id:
+            self.week_count = self.course.week_count
+        super().save(*args, **kwargs)
+
     @property
     def end_date(self) -> datetime.date:
         """The last day of the cohort's last week."""
-        return self.start_date + datetime.timedelta(weeks=self.course.week_count, days=-1)
+        return self.start_date + datetime.timedelta(weeks=self.week_count or self.course.week_count, days=-1)
 
     @property
     def groups_formation_date(self) -> datetime.date:

@@ -35,7 +35,7 @@ def cohort_week_number(cohort: Cohort, today: datetime.date) -> int | None:
     if today < cohort.start_date:
         return None
     number = (today - cohort.start_date).days // 7 + 1
-    return number if number <= cohort.course.week_count else None
+    return number if number <= cohort.week_count else None
 
 
 def cohort_by_slug(slug: str) -> Cohort | None:
@@ -62,7 +62,7 @@ def study_groups_of(cohort: Cohort) -> QuerySet[StudyGroup]:
 
 def cohort_next_week_due(cohort: Cohort, today: datetime.date) -> tuple[int, datetime.date] | None:
     """The next week of the cohort whose email is still to come: (number, the date it begins)."""
-    for number in range(1, cohort.course.week_count + 1):
+    for number in range(1, cohort.week_count + 1):
         begins = cohort.start_date + datetime.timedelta(weeks=number - 1)
         if begins >= today:
             return number, begins

@@ -238,12 +238,17 @@ def resume_sending(modeladmin, request, queryset):
     modeladmin.message_user(request, f"Resumed sending for {changed} cohort{'s' if changed != 1 else ''}.")
 
 
+def _longest_round(cohorts) -> int:
+    """The most weeks any of these rounds has (each keeps the length the course had when it started)."""
+    return max(cohort.week_count for cohort in cohorts)
+
+
 @admin_action(permission="scheduler.resend_failed", description="Resend an email to those it failed for…")
 def resend_failed(modeladmin, request, queryset):
     course = _one_course(modeladmin, request, queryset)
     if course is None:
         return None
-    form = EmailChoiceForm(request.POST if "apply" in request.POST else None, week_count=course.week_count)
+    form = EmailChoiceForm(request.POST if "apply" in request.POST else None, week_count=_longest_round(queryset))
     if form.is_valid():
         kind, number = form.chosen()
         now = timezone.now()
@@ -262,7 +267,7 @@ def send_week_now(modeladmin, request, queryset):
     course = _one_course(modeladmin, request, queryset)
     if course is None:
         return None
-    form = EmailChoiceForm(request.POST if "apply" in request.POST else None, week_count=course.week_count, weeks_only=True)
+    form = EmailChoiceForm(request.POST if "apply" in request.POST else None, week_count=_longest_round(queryset), weeks_only=True)
     if form.is_valid():
         _, number = form.chosen()
         now = timezone.now()

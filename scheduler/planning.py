@@ -66,10 +66,10 @@ def _emails_in_window(cohort: Cohort, now: datetime.datetime) -> list[tuple[str,
     today = now.date()
     oldest = today - settings.DELIVERY_CATCH_UP_LIMIT - datetime.timedelta(days=8)
     emails = []
-    for number in range(1, cohort.course.week_count + 2):  # the week after the last: the course's end
+    for number in range(1, cohort.week_count + 2):  # the week after the last: the course's end
         begins = week_begins(cohort.start_date, number)
         if begins - datetime.timedelta(days=1) <= today and begins + datetime.timedelta(days=7) >= oldest:
-            emails.append((EmailKind.WEEK, number) if number <= cohort.course.week_count else (EmailKind.COURSE_END, 0))
+            emails.append((EmailKind.WEEK, number) if number <= cohort.week_count else (EmailKind.COURSE_END, 0))
     return emails
 
 
@@ -125,7 +125,7 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow
         return PlannedRow(learner_id, kind, week_number, Delivery.Status.PENDING, due_at, Reason.NONE, "")
 
     for kind, week_number in _emails_in_window(cohort, now):
-        moment_week = week_number or cohort.course.week_count + 1
+        moment_week = week_number or cohort.week_count + 1
         done = _learners_with_row(cohort, kind, week_number)
         learners = enrollments_mailable(cohort).values_list("learner_id", "learner__timezone")
         for learner_id, timezone_name in learners.iterator(chunk_size=PLAN_BATCH):

@@ -52,7 +52,8 @@ def email_context(*, first_name, timezone_name, course, cohort, week, group, mem
     """Everything a template may use (the documented variables), from plain parts."""
     return {
         "learner": {"first_name": first_name or "there", "timezone": timezone_name},
-        "course": {"title": course.title, "week_count": course.week_count},
+        # A round keeps the length the course had when it started.
+        "course": {"title": course.title, "week_count": getattr(cohort, "week_count", None) or course.week_count},
         "cohort": {"name": cohort.name, "start_date": f"{cohort.start_date:%A %-d %B %Y}"} if cohort else None,
         "week": week,
         "group": (
@@ -143,13 +144,14 @@ def sample_contexts() -> list[dict]:
     ]
 
 
-def _week_for(course, kind: str, week_number: int) -> dict | None:
+def _week_for(course, cohort, kind: str, week_number: int) -> dict | None:
     from cohorts.selectors import course_week
     from scheduler.models import EmailKind
 
-    number = week_number if kind == EmailKind.WEEK else (course.week_count if kind == EmailKind.COURSE_END else 1)
+    week_count = cohort.week_count if cohort else course.week_count
+    number = week_number if kind == EmailKind.WEEK else (week_count if kind == EmailKind.COURSE_END else 1)
     week = course_week(course, number)
-    return week_context(week, course.week_count) if week else None
+    return week_context(week, week_count) if week else None
 
 
 def preview_links(made_up: str = "sample-learner") -> dict[str, str]:
@@ -171,7 +173,7 @@ def preview_context(course, cohort, kind: str, week_number: int, *, real_learner
     """
     from signups.selectors import enrollment_sample, group_members
 
-    week = _week_for(course, kind, week_number)
+    week = _week_for(course, cohort, kind, week_number)
     enrollment = enrollment_sample(cohort) if cohort and real_learner else None
     if enrollment is None:
         from types import SimpleNamespace

@@ -106,6 +106,15 @@ class Enrollment(models.Model):
     # Set when re-forming moved the learner: their next weekly email tells them.
     group_moved_at = models.DateTimeField(null=True, blank=True)
     group_moved_from = models.CharField(max_length=100, blank=True)
+    # When the learner last became mailable in this enrollment (confirmed, moved in, resumed):
+    # a week is due for them at the later of its own moment and this one, and a week that
+    # ended before it is not theirs (scheduler/planning.py).
+    mailable_since = models.DateTimeField(null=True, blank=True)
+    # The round the learner dropped back (or was moved) from, for the welcome's wording.
+    switched_from = models.ForeignKey(Cohort, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Waitlist: the round this waiting learner was last invited to join, and when.
+    invited_to = models.ForeignKey(Cohort, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    invited_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     ended_at = models.DateTimeField(null=True, blank=True)
