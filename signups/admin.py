@@ -160,16 +160,20 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
         form = MoveToCohortForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             cohort = form.cleaned_data["cohort"]
-            moved, skipped = services.learners_move_to_cohort(queryset, cohort, now=timezone.now())
+            report = services.learners_move_to_cohort(queryset, cohort, now=timezone.now())
             self.message_user(
                 request,
-                f"Moved {moved} learner{'s' if moved != 1 else ''} to {cohort}; skipped {skipped} "
+                f"Moved {report.moved} learner{'s' if report.moved != 1 else ''} to {cohort}; skipped {report.skipped} "
                 "(no current enrollment in that course, or already there).",
             )
+            if report.full:
+                self.message_user(
+                    request, f"{report.full} not moved: {cohort} is full (capacity {cohort.capacity}).", messages.WARNING
+                )
             return None
         return action_form_response(
             self, request, queryset, form, action="move_to_cohort", title="Move learners to another cohort",
-            intro="Each learner gets the new cohort's emails from its week 1 and leaves their study group. "
+            intro="Each learner gets the new cohort's emails from its current week (or week 1, before it starts) and leaves their study group. "
             "Learners without a current enrollment in that course are skipped.",
             submit_label="Move them",
         )

@@ -23,7 +23,9 @@ from django.db import transaction
 from cohorts.models import Cohort
 from cohorts.selectors import cohort_has_groups
 from signups.models import Enrollment, Experience, Learner, Suppression, email_digest, email_normalize, timezone_names
+from cohorts.services import cohort_lock
 from signups.groups import enrollment_group_place
+from signups.selectors import cohort_seats_taken
 from signups.services import signup_email_send
 
 COLUMNS = ("email", "first_name", "timezone", "experience", "wants_group")
@@ -94,22 +96,30 @@ def learners_import(cohort: Cohort, text: str, confirmed: bool, now: datetime.da
     rows = learner_rows_read(text)
     report = ImportReport(dry_run=dry_run)
     emails = {email_normalize(row["email"]) for _, row in rows}
-    known = {learner.email: learner for learner in Learner.objects.filter(email__in=emails)}
-    current = {
-        enrollment.learner_id: enrollment
-        for enrollment in Enrollment.objects.filter(
-            learner__in=known.values(), course_id=cohort.course_id, status__in=Enrollment.CURRENT
-        ).select_related("cohort")
-    }
-    suppressed = set(
-        Suppression.objects.filter(email_digest__in=[email_digest(email) for email in emails]).values_list(
-            "email_digest", flat=True
-        )
-    )
-    groups_formed = cohort_has_groups(cohort)
     to_confirm: list[tuple[Learner, Enrollment]] = []
     seen: dict[str, int] = {}
     with transaction.atomic():
+        # Everything the import decides on is read here, under the learners' locks (taken in
+        # id order, so two imports never wait for each other): an unsubscribe, a pause or an
+        # erasure that lands during a long import waits for it, or is seen by it; never undone.
+        known = {
+            learner.email: learner
+            for learner in Learner.objects.select_for_update().filter(email__in=emails).order_by("pk")
+        }
+        current = {
+            enrollment.learner_id: enrollment
+            for enrollment in Enrollment.objects.filter(
+                learner__in=list(known.values()), course_id=cohort.course_id, status__in=Enrollment.CURRENT
+            ).select_related("cohort")
+        }
+        suppressed = set(
+            Suppression.objects.filter(email_digest__in=[email_digest(email) for email in emails]).values_list(
+                "email_digest", flat=True
+            )
+        )
+        cohort = cohort_lock(cohort.pk)  # after the learners: the lock order (signups.services)
+        seats_left = None if cohort.capacity is None else max(0, cohort.capacity - cohort_seats_taken(cohort, now))
+        groups_formed = cohort_has_groups(cohort)
         for number, row in rows:
             email = email_normalize(row["email"])
             problem = _row_problem(row)
@@ -121,10 +131,14 @@ def learners_import(cohort: Cohort, text: str, confirmed: bool, now: datetime.da
             if problem is None and enrollment is not None and enrollment.cohort_id != cohort.pk:
                 where = enrollment.cohort.name if enrollment.cohort else "the waitlist"
                 problem = f"already enrolled in {where}: use the admin action 'move to cohort' instead"
+            if problem is None and enrollment is None and seats_left == 0:
+                problem = f"{cohort.name} is full (capacity {cohort.capacity})"
             if problem:
                 report.refused.append((number, row["email"], problem))
                 continue
             seen[email] = number
+            if enrollment is None and seats_left is not None:
+                seats_left -= 1
             learner, enrollment, added = _row_save(cohort, email, row, known.get(email), enrollment, confirmed, now)
             report.added += added
             report.updated += not added
@@ -159,12 +173,14 @@ def _row_save(cohort, email, row, learner, enrollment, confirmed, now) -> tuple[
             learner.confirmation_sent_at = now
         learner.save()
         enrollment = Enrollment.objects.create(
-            learner=learner, course=cohort.course, cohort=cohort, status=status, wants_group=wants_group
+            learner=learner, course=cohort.course, cohort=cohort, status=status, wants_group=wants_group,
+            mailable_since=now if status == Enrollment.Status.ACTIVE else None,
         )
     else:
         learner.save()
         enrollment.wants_group = wants_group
         if vouched and enrollment.status == Enrollment.Status.PENDING:
             enrollment.status = Enrollment.Status.ACTIVE
-        enrollment.save(update_fields=["wants_group", "status", "updated_at"])
+            enrollment.mailable_since = now
+        enrollment.save(update_fields=["wants_group", "status", "mailable_since", "updated_at"])
     return learner, enrollment, added

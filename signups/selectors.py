@@ -8,7 +8,7 @@ from django.db.models import Count, F, Q, QuerySet
 from cohorts.models import Cohort, Course
 from cohorts.selectors import cohorts_open_for_signup
 from signups.models import Enrollment, Learner
-from signups.tokens import TokenInvalid, confirmation_token_read, learner_token_read
+from signups.tokens import CONFIRMATION_MAX_AGE, TokenInvalid, confirmation_token_read, learner_token_read
 
 
 def learner_from_token(token: str) -> Learner:
@@ -41,19 +41,34 @@ def enrollment_current(learner: Learner, course: Course | None = None) -> Enroll
     return enrollments.order_by("-created_at").first()
 
 
-def cohorts_open_with_room(today: datetime.date, course: Course | None = None) -> QuerySet[Cohort]:
-    """Cohorts open for signup today that are not full (capacity counts current enrollments)."""
-    taken = Count("enrollments", filter=Q(enrollments__status__in=Enrollment.CURRENT))
+def _holds_a_seat(now: datetime.datetime, prefix: str = "") -> Q:
+    """Who holds a seat in a round: a learner in it (active or paused), or one still able to
+    confirm (pending, with a confirmation link sent within its lifetime). A typo or a bot that
+    never confirms gives its seat back when its link expires."""
+    return Q(**{f"{prefix}status__in": Enrollment.GROUPED}) | Q(
+        **{f"{prefix}status": Enrollment.Status.PENDING, f"{prefix}learner__confirmation_sent_at__gte": now - CONFIRMATION_MAX_AGE}
+    )
+
+
+def cohort_seats_taken(cohort: Cohort, now: datetime.datetime) -> int:
+    """How many of the cohort's seats are held as of `now` (see _holds_a_seat)."""
+    return Enrollment.objects.filter(_holds_a_seat(now), cohort=cohort).count()
+
+
+def cohorts_open_with_room(now: datetime.datetime, course: Course | None = None) -> QuerySet[Cohort]:
+    """Cohorts open for signup on `now`'s date that are not full. A hint for the form only:
+    the seat itself is taken under the cohort's lock (signups.services)."""
+    taken = Count("enrollments", filter=_holds_a_seat(now, prefix="enrollments__"))
     return (
-        cohorts_open_for_signup(today, course=course)
+        cohorts_open_for_signup(now.date(), course=course)
         .annotate(taken=taken)
         .filter(Q(capacity__isnull=True) | Q(taken__lt=F("capacity")))
     )
 
 
-def cohorts_to_switch_to(enrollment: Enrollment, today: datetime.date) -> QuerySet[Cohort]:
+def cohorts_to_switch_to(enrollment: Enrollment, now: datetime.datetime) -> QuerySet[Cohort]:
     """Open cohorts with room, of the enrollment's course, that start later than its cohort."""
-    cohorts = cohorts_open_with_room(today, course=enrollment.course)
+    cohorts = cohorts_open_with_room(now, course=enrollment.course)
     if enrollment.cohort is not None:
         cohorts = cohorts.filter(start_date__gt=enrollment.cohort.start_date)
     return cohorts

@@ -17,8 +17,10 @@ from django.template.loader import render_to_string
 from redis.exceptions import RedisError
 
 from cohorts.models import Cohort, Course
+from cohorts.services import cohort_lock
 from signups.groups import enrollment_group_place
 from signups.models import Enrollment, Erasure, Learner, Suppression, email_digest, email_normalize
+from signups.selectors import cohort_seats_taken, enrollment_current
 from signups.tokens import TokenInvalid, confirmation_token, confirmation_token_read, learner_token
 
 logger = logging.getLogger(__name__)
@@ -107,8 +109,35 @@ def _learner_for_update(signup: Signup) -> tuple[Learner, bool]:
         defaults={"first_name": signup.first_name, "timezone": signup.timezone, "experience": signup.experience},
     )
     if not created:  # a row we inserted is ours until commit already
-        learner = Learner.objects.select_for_update().get(pk=learner.pk)
+        learner = _learner_lock(learner.pk)
     return learner, created
+
+
+# Locks, always taken in this order so that two requests never wait for each other:
+# 1. the learner's row: one writer at a time for a learner and all their enrollments (signup,
+#    confirm, move, pause, unsubscribe, erase, import); whoever comes second reads what the
+#    first wrote, so a concurrent unsubscribe, pause or erasure is never undone;
+# 2. the cohort's row (cohorts.services.cohort_lock): its seats and its groups;
+# 3. enrollment rows, by writing them.
+
+
+def _learner_lock(learner_id: int) -> Learner:
+    """Lock a learner's row until the end of the transaction (see the lock order above)."""
+    return Learner.objects.select_for_update().get(pk=learner_id)
+
+
+class CohortFull(SignupRefused):
+    """The round has no seat left."""
+
+
+def _seat_take(cohort_id: int, now: datetime.datetime) -> Cohort:
+    """Lock the cohort and make sure it has a seat for one more learner; the caller then
+    writes the enrollment before its transaction ends, so the check and the insert are one
+    step for every other writer. Raises CohortFull."""
+    cohort = cohort_lock(cohort_id)
+    if cohort.capacity is not None and cohort_seats_taken(cohort, now) >= cohort.capacity:
+        raise CohortFull(f"{cohort.name} is full: please choose another round, or join the waitlist.")
+    return cohort
 
 
 def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:
@@ -116,12 +145,16 @@ def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:
 
     One person is one learner: an address already known is never a second learner.
     - Unconfirmed: their answers are updated and the confirmation is sent again.
+    - Confirmed and waiting on the waitlist, signing up for an open round: they join it
+      (they asked for the course already) and are mailed their manage link.
     - Confirmed, with a current enrollment in the course: nothing changes without their
       click; they are mailed a link to manage their enrollment instead.
     - Confirmed but left or unsubscribed: a new pending enrollment waits for confirmation.
-    At most one email per address per CONFIRMATION_RESEND_INTERVAL. Transactional; the email
-    goes out after the commit, and a failed send is logged and may be retried at once.
-    Returns the learner's current enrollment in the course.
+    A seat in a round with a capacity is taken under the round's lock: raises CohortFull
+    when it has none left, and nothing changes. At most one email per address per
+    CONFIRMATION_RESEND_INTERVAL. Transactional; the email goes out after the commit, and a
+    failed send is logged and may be retried at once. Returns the learner's current
+    enrollment in the course.
     """
     with transaction.atomic():
         learner, created = _learner_for_update(signup)
@@ -129,19 +162,21 @@ def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:
             learner.first_name = signup.first_name or learner.first_name
             learner.timezone = signup.timezone
             learner.experience = signup.experience
-        enrollment = (
-            Enrollment.objects.select_for_update()
-            .filter(learner=learner, course=signup.course, status__in=Enrollment.CURRENT)
-            .first()
-        )
+        enrollment = enrollment_current(learner, signup.course)
         if enrollment is None:
+            if signup.cohort is not None:
+                _seat_take(signup.cohort.pk, now)
             enrollment = Enrollment.objects.create(
                 learner=learner, course=signup.course, cohort=signup.cohort, wants_group=signup.wants_group
             )
         elif enrollment.status == Enrollment.Status.PENDING:
+            if signup.cohort is not None and signup.cohort.pk != enrollment.cohort_id:
+                _seat_take(signup.cohort.pk, now)
             enrollment.cohort = signup.cohort
             enrollment.wants_group = signup.wants_group
             enrollment.save(update_fields=["cohort", "wants_group", "updated_at"])
+        elif enrollment.is_waitlisted and signup.cohort is not None:
+            enrollment = _waitlisted_join(enrollment, signup.cohort, now)
         due = learner.confirmation_sent_at is None or now - learner.confirmation_sent_at >= CONFIRMATION_RESEND_INTERVAL
         if due:
             # Claimed inside the transaction: of two simultaneous signups, one sends.
@@ -149,6 +184,17 @@ def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:
         learner.save()
     if due:
         signup_email_send(learner, enrollment)
+    return enrollment
+
+
+def _waitlisted_join(enrollment: Enrollment, cohort: Cohort, now: datetime.datetime) -> Enrollment:
+    """A confirmed learner waiting on the waitlist joins `cohort`: the same enrollment, now in
+    a round. The caller holds the learner's lock; takes a seat (raises CohortFull)."""
+    _seat_take(cohort.pk, now)
+    enrollment.cohort = cohort
+    enrollment.mailable_since = now if enrollment.status == Enrollment.Status.ACTIVE else None
+    enrollment.save(update_fields=["cohort", "mailable_since", "updated_at"])
+    enrollment_group_place(enrollment, now)  # when the round's groups are formed already
     return enrollment
 
 
@@ -200,25 +246,26 @@ def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
     it named has since been replaced or erased).
     """
     enrollment_id = confirmation_token_read(token)
+    learner_id = Enrollment.objects.filter(pk=enrollment_id).values_list("learner_id", flat=True).first()
+    if learner_id is None:
+        raise TokenInvalid
     with transaction.atomic():
-        # of=self: PostgreSQL cannot lock the nullable side (cohort) of the outer join.
-        enrollment = (
-            Enrollment.objects.select_for_update(of=("self",))
-            .select_related("learner", "course", "cohort")
-            .filter(pk=enrollment_id)
-            .first()
-        )
+        learner = _learner_lock(learner_id)
+        enrollment = Enrollment.objects.select_related("course", "cohort").filter(pk=enrollment_id).first()
         if enrollment is None or enrollment.status not in Enrollment.CURRENT:
             raise TokenInvalid
+        enrollment.learner = learner
         if enrollment.status != Enrollment.Status.PENDING:
             return Confirmation(enrollment, already_confirmed=True)
-        learner = enrollment.learner
+        if enrollment.cohort_id is not None:
+            cohort_lock(enrollment.cohort_id)  # before the enrollment changes: the lock order
         learner.confirmed_at = learner.confirmed_at or now
         learner.unsubscribed_at = None
         learner.save(update_fields=["confirmed_at", "unsubscribed_at", "updated_at"])
         Suppression.objects.filter(email_digest=email_digest(learner.email)).delete()
         enrollment.status = Enrollment.Status.ACTIVE
-        enrollment.save(update_fields=["status", "updated_at"])
+        enrollment.mailable_since = now
+        enrollment.save(update_fields=["status", "mailable_since", "updated_at"])
         enrollment_group_place(enrollment, now)  # when the cohort's groups are formed already
     return Confirmation(enrollment, already_confirmed=False)
 
@@ -227,25 +274,39 @@ def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
 
 
 def _enrollment_move(enrollment: Enrollment, cohort: Cohort, now: datetime.datetime) -> Enrollment:
-    """Move a current enrollment to `cohort`, locked; returns the enrollment now current.
+    """Move the learner's current enrollment in the course to `cohort`; returns the enrollment now current.
 
-    A pending one simply changes cohort; a confirmed one is closed as SWITCHED and a new
-    one starts in `cohort` with the same status (so a paused learner stays paused), which
-    takes the learner out of their old group and gives them the new cohort from week 1.
+    Works from the state read under the learner's lock, never the caller's copy: a pause
+    or leave that landed meanwhile is kept. A pending one simply changes cohort; a waitlisted
+    one joins it; a confirmed one is closed as SWITCHED and a new one starts in `cohort` with
+    the same status (a paused learner stays paused), which takes the learner out of their old
+    group and gives them the new cohort from its current week. Raises SignupRefused (the
+    enrollment has ended, or it is in `cohort` already) and CohortFull.
     """
     with transaction.atomic():
-        current = Enrollment.objects.select_for_update().get(pk=enrollment.pk)
-        if not current.is_current:
+        _learner_lock(enrollment.learner_id)
+        current = Enrollment.objects.filter(
+            learner_id=enrollment.learner_id, course_id=enrollment.course_id, status__in=Enrollment.CURRENT
+        ).first()
+        if current is None:
             raise SignupRefused("This enrollment has ended.")
+        if current.cohort_id == cohort.pk:
+            raise SignupRefused("You are already in that round.")
         if current.status == Enrollment.Status.PENDING:
+            _seat_take(cohort.pk, now)
             current.cohort = cohort
             current.save(update_fields=["cohort", "updated_at"])
             return current
+        if current.is_waitlisted:
+            return _waitlisted_join(current, cohort, now)
+        _seat_take(cohort.pk, now)
+        status = current.status  # as locked: a pause that landed before us stays
         current.status, current.ended_at = Enrollment.Status.SWITCHED, now
         current.save(update_fields=["status", "ended_at", "updated_at"])
         moved = Enrollment.objects.create(
             learner_id=current.learner_id, course_id=current.course_id, cohort=cohort,
-            status=enrollment.status, wants_group=current.wants_group,
+            status=status, wants_group=current.wants_group, switched_from_id=current.cohort_id,
+            mailable_since=now if status == Enrollment.Status.ACTIVE else None,
         )
         enrollment_group_place(moved, now)  # when the new cohort's groups are formed already
         return moved
@@ -254,7 +315,8 @@ def _enrollment_move(enrollment: Enrollment, cohort: Cohort, now: datetime.datet
 def enrollment_switch_cohort(enrollment: Enrollment, cohort: Cohort, today: datetime.date, now: datetime.datetime) -> Enrollment:
     """The learner drops back (or moves on) to a later open cohort of the course: "the next round".
 
-    Raises SignupRefused when the cohort is not one they may pick themselves.
+    Raises SignupRefused when the cohort is not one they may pick themselves, CohortFull
+    when it has no seat left.
     """
     if cohort.course_id != enrollment.course_id:
         raise SignupRefused("That round belongs to another course.")
@@ -264,26 +326,38 @@ def enrollment_switch_cohort(enrollment: Enrollment, cohort: Cohort, today: date
         raise SignupRefused("You are already in that round.")
     if enrollment.cohort is not None and cohort.start_date <= enrollment.cohort.start_date:
         raise SignupRefused("You can only move to a round that starts later than yours.")
-    if cohort.capacity is not None and cohort.enrollments.filter(status__in=Enrollment.CURRENT).count() >= cohort.capacity:
-        raise SignupRefused("That round is full.")
     return _enrollment_move(enrollment, cohort, now)
 
 
-def learners_move_to_cohort(learners, cohort: Cohort, now: datetime.datetime) -> tuple[int, int]:
+@dataclass
+class MoveReport:
+    moved: int = 0
+    skipped: int = 0  # not enrolled in the course now, or in that cohort already
+    full: int = 0  # the cohort had no seat left for them
+
+
+def learners_move_to_cohort(learners, cohort: Cohort, now: datetime.datetime) -> MoveReport:
     """An organizer moves learners into `cohort` (any cohort of its course, open or not).
 
     Only current enrollments move: a learner who left, or never enrolled in the course, is
-    skipped rather than enrolled behind their back. Returns (moved, skipped).
+    skipped rather than enrolled behind their back. The cohort's capacity holds for
+    organizers too. Each learner moves in a transaction of their own.
     """
-    moved = skipped = 0
+    report = MoveReport()
     for learner in learners:
         enrollment = learner.enrollments.filter(course_id=cohort.course_id, status__in=Enrollment.CURRENT).first()
         if enrollment is None or enrollment.cohort_id == cohort.pk:
-            skipped += 1
+            report.skipped += 1
             continue
-        _enrollment_move(enrollment, cohort, now)
-        moved += 1
-    return moved, skipped
+        try:
+            _enrollment_move(enrollment, cohort, now)
+        except CohortFull:
+            report.full += 1
+        except SignupRefused:  # it ended, or moved there, since the line above
+            report.skipped += 1
+        else:
+            report.moved += 1
+    return report
 
 
 def learners_confirmation_resend(learners, now: datetime.datetime) -> int:
@@ -305,30 +379,47 @@ def learners_confirmation_resend(learners, now: datetime.datetime) -> int:
     return sent
 
 
-def _enrollment_set_status(enrollment: Enrollment, allowed_from: tuple, status: str, now=None) -> bool:
-    """Move a current enrollment to `status`; False when it already was there. Raises SignupRefused."""
-    if enrollment.status == status:
-        return False
-    if enrollment.status not in allowed_from:
-        raise SignupRefused("This enrollment has ended." if not enrollment.is_current else "Confirm your address first.")
-    updated = Enrollment.objects.filter(pk=enrollment.pk, status=enrollment.status).update(status=status, ended_at=now)
-    enrollment.status, enrollment.ended_at = status, now
-    return bool(updated)
+def _enrollment_set_status(enrollment: Enrollment, allowed_from: tuple, status: str, now: datetime.datetime) -> bool:
+    """Move the learner's current enrollment in the course to `status`; False when it already
+    was there. Acts on the enrollment current under the learner's lock, not the caller's copy:
+    a pause sent while an organizer moves the learner pauses the enrollment they were moved
+    to. Raises SignupRefused."""
+    with transaction.atomic():
+        _learner_lock(enrollment.learner_id)
+        current = Enrollment.objects.filter(
+            learner_id=enrollment.learner_id, course_id=enrollment.course_id, status__in=Enrollment.CURRENT
+        ).first()
+        if current is None:
+            if enrollment.status == status:
+                return False
+            raise SignupRefused("This enrollment has ended.")
+        if current.status == status:
+            return False
+        if current.status not in allowed_from:
+            raise SignupRefused("Confirm your address first.")
+        changes = {"status": status, "ended_at": now if status not in Enrollment.CURRENT else None}
+        if status == Enrollment.Status.ACTIVE:
+            changes["mailable_since"] = now  # weeks that ended while paused are not theirs
+        Enrollment.objects.filter(pk=current.pk).update(**changes, updated_at=now)
+    for name, value in changes.items():
+        setattr(enrollment, name, value)
+    return True
 
 
-def enrollment_pause(enrollment: Enrollment) -> bool:
+def enrollment_pause(enrollment: Enrollment, now: datetime.datetime) -> bool:
     """Stop the weekly emails until resumed. Idempotent: False when already paused."""
-    return _enrollment_set_status(enrollment, (Enrollment.Status.ACTIVE,), Enrollment.Status.PAUSED)
+    return _enrollment_set_status(enrollment, (Enrollment.Status.ACTIVE,), Enrollment.Status.PAUSED, now)
 
 
-def enrollment_resume(enrollment: Enrollment) -> bool:
-    """Start the weekly emails again. Idempotent: False when already active."""
-    return _enrollment_set_status(enrollment, (Enrollment.Status.PAUSED,), Enrollment.Status.ACTIVE)
+def enrollment_resume(enrollment: Enrollment, now: datetime.datetime) -> bool:
+    """Start the weekly emails again: the current week at once, if they missed it. Idempotent:
+    False when already active."""
+    return _enrollment_set_status(enrollment, (Enrollment.Status.PAUSED,), Enrollment.Status.ACTIVE, now)
 
 
 def enrollment_leave(enrollment: Enrollment, now: datetime.datetime) -> bool:
     """Leave the course: no more of its emails. Idempotent: False when already left."""
-    return _enrollment_set_status(enrollment, Enrollment.CURRENT, Enrollment.Status.LEFT, now=now)
+    return _enrollment_set_status(enrollment, Enrollment.CURRENT, Enrollment.Status.LEFT, now)
 
 
 def learner_unsubscribe(learner: Learner, now: datetime.datetime) -> bool:
@@ -337,6 +428,7 @@ def learner_unsubscribe(learner: Learner, now: datetime.datetime) -> bool:
     Their current enrollments end too (LEFT): coming back means signing up and confirming again.
     """
     with transaction.atomic():
+        _learner_lock(learner.pk)  # an import or a move under way finishes first, and cannot undo this
         changed = Learner.objects.filter(pk=learner.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
         learner.enrollments.filter(status__in=Enrollment.CURRENT).update(status=Enrollment.Status.LEFT, ended_at=now)
         Suppression.objects.get_or_create(
@@ -354,6 +446,7 @@ def learner_erase(learner: Learner, today: datetime.date) -> None:
     until its owner signs up and confirms anew.
     """
     with transaction.atomic():
+        _learner_lock(learner.pk)  # first: an import or a move under way finishes, or waits
         current = learner.enrollments.filter(status__in=Enrollment.CURRENT).exclude(cohort=None).first()
         Erasure.objects.create(cohort_id=current.cohort_id if current else None, erased_on=today)
         Suppression.objects.update_or_create(
@@ -441,7 +534,7 @@ def learner_address_refused(learner_id: int, now: datetime.datetime) -> None:
     only a new signup, confirmed, lifts it.
     """
     with transaction.atomic():
-        learner = Learner.objects.filter(pk=learner_id).first()
+        learner = Learner.objects.select_for_update().filter(pk=learner_id).first()
         if learner is None:
             return
         Learner.objects.filter(pk=learner.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)

@@ -26,7 +26,7 @@ from signups.selectors import (
     cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_from_confirmation_token,
     enrollment_learner_email, learner_from_token,
 )
-from signups.services import Signup, SignupRefused
+from signups.services import CohortFull, Signup, SignupRefused
 from signups.tokens import TokenExpired, TokenInvalid, learner_token
 
 
@@ -46,9 +46,9 @@ def _timezone_options() -> str:
 
 
 def _landing(request, form=None, status=200):
-    today = timezone.now().date()
-    course = course_featured(today)
-    open_cohorts = list(cohorts_open_with_room(today, course=course)) if course else []
+    now = timezone.now()
+    course = course_featured(now.date())
+    open_cohorts = list(cohorts_open_with_room(now, course=course)) if course else []
     form = form or SignupForm(open_cohorts=open_cohorts)
     context = {"course": course, "open_cohorts": open_cohorts, "form": form, "timezone_options": _timezone_options()}
     return render(request, "signups/landing.html", context, status=status)
@@ -67,7 +67,7 @@ def signup(request):
     now = timezone.now()
     today = now.date()
     course = course_featured(today, with_weeks=False)
-    open_cohorts = list(cohorts_open_with_room(today, course=course)) if course else []
+    open_cohorts = list(cohorts_open_with_room(now, course=course)) if course else []
     form = SignupForm(request.POST, open_cohorts=open_cohorts)
     if form.is_bot:
         return redirect("signups:signup-sent")  # tell a bot nothing
@@ -81,14 +81,18 @@ def signup(request):
         return render(request, "signups/rate_limited.html", status=429)
     cohort = data["cohort"]
     if limited is None:
-        services.learner_signup(
-            Signup(
-                email=data["email"], first_name=data["first_name"], timezone=data["timezone"],
-                experience=data["experience"], wants_group=data["wants_group"],
-                course=cohort.course if cohort else course, cohort=cohort,
-            ),
-            now=now,
-        )
+        try:
+            services.learner_signup(
+                Signup(
+                    email=data["email"], first_name=data["first_name"], timezone=data["timezone"],
+                    experience=data["experience"], wants_group=data["wants_group"],
+                    course=cohort.course if cohort else course, cohort=cohort,
+                ),
+                now=now,
+            )
+        except CohortFull as full:  # the last seat went while the form was being filled in
+            form.add_error("cohort", str(full))
+            return _landing(request, form=form, status=409)
     # Over the per-address limit: the same answer, and no email (no mail-bombing anybody).
     url = reverse("signups:signup-sent")
     return redirect(f"{url}?waitlist=1" if cohort is None else url)
@@ -169,14 +173,15 @@ def manage(request, token):
     learner, problem = _learner_or_problem(request, token)
     if problem:
         return problem
-    today = timezone.now().date()
+    now = timezone.now()
+    today = now.date()
     enrollment = enrollment_current(learner)
     context = {
         "learner": learner,
         "token": token,
         "enrollment": enrollment,
         "week_number": cohort_week_number(enrollment.cohort, today) if enrollment and enrollment.cohort else None,
-        "switch_to": list(cohorts_to_switch_to(enrollment, today)) if enrollment else [],
+        "switch_to": list(cohorts_to_switch_to(enrollment, now)) if enrollment else [],
     }
     return render(request, "signups/manage.html", context)
 
@@ -208,9 +213,9 @@ def manage_action(request, token, action):
                 messages.success(request, f"Done: you are now in {cohort.name}, starting {cohort.start_date:%A %-d %B}.")
                 return redirect("signups:manage", token=token)
             case "pause":
-                changed = services.enrollment_pause(enrollment)
+                changed = services.enrollment_pause(enrollment, now=now)
             case "resume":
-                changed = services.enrollment_resume(enrollment)
+                changed = services.enrollment_resume(enrollment, now=now)
             case "leave":
                 changed = services.enrollment_leave(enrollment, now=now)
         done, already = STATUS_CHANGE_MESSAGES[action]

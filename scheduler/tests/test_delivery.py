@@ -519,7 +519,7 @@ def test_a_learner_who_moved_on_gets_nothing_more_from_the_old_cohort(cohort, co
     if change == "switched":
         enrollment_switch_cohort(enrollment, later, today=today, now=now)
     elif change == "paused":
-        enrollment_pause(enrollment)
+        enrollment_pause(enrollment, now=now)
     elif change == "left":
         enrollment_leave(enrollment, now=now)
     elif change == "unsubscribed":

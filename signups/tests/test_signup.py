@@ -205,8 +205,8 @@ def test_a_get_to_the_signup_address_goes_to_the_form(client):
 
 def test_a_signup_costs_a_fixed_number_of_queries(client, next_cohort, later_cohort, django_assert_num_queries):
     # open cohort + course, the course's open cohorts; learner get-or-create (with savepoints),
-    # its enrollment: read, insert; the learner's update.
-    with django_assert_num_queries(12):
+    # its enrollment: read; the cohort's lock (its seats), insert; the learner's update.
+    with django_assert_num_queries(13):
         client.post("/signup/", form_data(cohort=next_cohort.slug))
 
 
