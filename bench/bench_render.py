@@ -60,7 +60,7 @@ def main() -> None:
             week = week_context(course_week(cohort.course, 1), cohort.week_count)
             enrollments = list(Enrollment.objects.filter(cohort=cohort).select_related("learner", "group"))
             started = time.perf_counter()
-            contexts = email_contexts(cohort, week, enrollments)
+            contexts = email_contexts(cohort, week, enrollments, cohort.start_date)
             context_seconds = time.perf_counter() - started
         render_started = time.perf_counter()
         emails = [

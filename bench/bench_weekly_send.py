@@ -260,7 +260,7 @@ def _naive_send(cohort, count: int) -> float:
         own_cohort = enrollment.cohort
         template = email_template_for(own_cohort, EmailKind.WEEK, 1)
         week = week_context(course_week(own_cohort.course, 1), own_cohort.week_count)
-        context = email_contexts(own_cohort, week, [enrollment])[enrollment.pk]
+        context = email_contexts(own_cohort, week, [enrollment], own_cohort.start_date)[enrollment.pk]
         rendered = email_render(template.current_version, context, delivery_header(EmailKind.WEEK, own_cohort.slug, 1, "naive"))
         message = EmailMultiAlternatives(subject=rendered.subject, body=rendered.text, to=[enrollment.learner.email], headers=rendered.headers)
         message.attach_alternative(rendered.html, "text/html")
@@ -290,7 +290,7 @@ def _raw_send(cohort, count: int) -> float:
     try:
         for start in range(0, len(enrollment_ids), CHUNK_SIZE):
             enrollments = list(Enrollment.objects.filter(pk__in=enrollment_ids[start : start + CHUNK_SIZE]).select_related("learner", "group"))
-            contexts = email_contexts(cohort, week, enrollments)
+            contexts = email_contexts(cohort, week, enrollments, cohort.start_date)
             for enrollment in enrollments:
                 # Never saved: only what the metadata is read from, the enrollment's id standing in for the row's.
                 row = Delivery(pk=enrollment.pk, learner=enrollment.learner, cohort=cohort, kind=EmailKind.WEEK, week_number=1)

@@ -143,6 +143,7 @@ class Delivery(models.Model):
         WORKER_STOPPED = "worker_stopped", "A worker stopped before calling the provider"
         OUT_OF_TIME = "out_of_time", "The chunk ran out of time before this row"
         ORGANIZER = "organizer", "Sent by an organizer"
+        JOINED_LATER = "joined_later", "The week ended before the learner joined (or resumed)"
 
     reason_code = models.CharField(max_length=24, choices=Reason.choices, blank=True, default=Reason.NONE)
     reason = models.TextField(blank=True, help_text="Details: the provider's answer, the error.")

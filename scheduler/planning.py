@@ -24,7 +24,8 @@ from typing import NamedTuple
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
+from django.db.models.functions import Coalesce
 
 from cohorts.models import Cohort
 from scheduler.due import cohort_week_due, week_begins
@@ -111,7 +112,12 @@ def _ledger_insert(cohort: Cohort, rows: list[PlannedRow], now: datetime.datetim
 def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow]:
     """The ledger rows a cohort is missing as of `now`: due and not yet in the ledger.
 
-    A generator over streamed queries: a cohort of any size is planned in bounded memory.
+    A week is due for a learner at the later of its own moment (their time zone) and the
+    moment they became mailable in this round (confirmed, moved in, resumed): who joins on
+    Thursday of week 1 gets week 1 at once. A week that ended (the next week's moment came)
+    before they became mailable is not theirs: its row is SKIPPED as JOINED_LATER, so it is
+    settled and never looked at again. A generator over streamed queries: a cohort of any
+    size is planned in bounded memory.
     """
     limit = settings.DELIVERY_CATCH_UP_LIMIT
     cutoff = catch_up_cutoff(now)
@@ -127,17 +133,25 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow
     for kind, week_number in _emails_in_window(cohort, now):
         moment_week = week_number or cohort.week_count + 1
         done = _learners_with_row(cohort, kind, week_number)
-        learners = enrollments_mailable(cohort).values_list("learner_id", "learner__timezone")
-        for learner_id, timezone_name in learners.iterator(chunk_size=PLAN_BATCH):
+        learners = enrollments_mailable(cohort).values_list("learner_id", "learner__timezone", "mailable_since")
+        for learner_id, timezone_name, since in learners.iterator(chunk_size=PLAN_BATCH):
             if learner_id in done:
                 continue
             due_at = cohort_week_due(cohort, moment_week, timezone_name)
+            if since is not None and since > due_at:
+                if kind == EmailKind.WEEK and since >= cohort_week_due(cohort, moment_week + 1, timezone_name):
+                    yield PlannedRow(learner_id, kind, week_number, Delivery.Status.SKIPPED, since, Reason.JOINED_LATER,
+                                     "this week ended before the learner joined the round (or resumed their emails)")
+                    continue
+                due_at = since
             if due_at <= now:
                 yield row(learner_id, kind, week_number, due_at)
-    # Welcome on confirmation, and the group introduction once the learner has a group.
-    for kind, since in [(EmailKind.WELCOME, "learner__confirmed_at"), (EmailKind.GROUP_INTRO, "grouped_at")]:
+    # Welcome when the learner becomes mailable in this round (each new round they join gets
+    # its own), and the group introduction once they have a group.
+    became_mailable = Coalesce("mailable_since", "learner__confirmed_at")
+    for kind, since in [(EmailKind.WELCOME, became_mailable), (EmailKind.GROUP_INTRO, F("grouped_at"))]:
         done = _learners_with_row(cohort, kind, 0)
-        learners = enrollments_mailable(cohort).filter(**{f"{since}__gte": recent}).values_list("learner_id", since)
+        learners = enrollments_mailable(cohort).annotate(since=since).filter(since__gte=recent).values_list("learner_id", "since")
         for learner_id, due_at in learners.iterator(chunk_size=PLAN_BATCH):
             if learner_id not in done and due_at <= now:
                 yield row(learner_id, kind, 0, due_at)
@@ -238,7 +252,7 @@ def deliveries_send_week_now(cohort: Cohort, week_number: int, now: datetime.dat
     with transaction.atomic():
         skipped = Delivery.objects.filter(
             cohort=cohort, kind=EmailKind.WEEK, week_number=week_number, status=Delivery.Status.SKIPPED,
-            reason_code__in=[Reason.TOO_LATE, Reason.NO_TEMPLATE],
+            reason_code__in=[Reason.TOO_LATE, Reason.NO_TEMPLATE, Reason.JOINED_LATER],
         )
         revived = rows_send_again(skipped, now, "sent now by an organizer")
         done = _learners_with_row(cohort, EmailKind.WEEK, week_number)

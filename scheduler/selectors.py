@@ -48,13 +48,18 @@ def week_context(week, week_count: int) -> dict:
     }
 
 
-def email_context(*, first_name, timezone_name, course, cohort, week, group, members, moved_from, links) -> dict:
+def email_context(
+    *, first_name, timezone_name, course, cohort, week, group, members, moved_from, links, current_week=0, dropped_back_from=""
+) -> dict:
     """Everything a template may use (the documented variables), from plain parts."""
     return {
-        "learner": {"first_name": first_name or "there", "timezone": timezone_name},
+        "learner": {"first_name": first_name or "there", "timezone": timezone_name, "dropped_back_from": dropped_back_from},
         # A round keeps the length the course had when it started.
         "course": {"title": course.title, "week_count": getattr(cohort, "week_count", None) or course.week_count},
-        "cohort": {"name": cohort.name, "start_date": f"{cohort.start_date:%A %-d %B %Y}"} if cohort else None,
+        "cohort": (
+            {"name": cohort.name, "start_date": f"{cohort.start_date:%A %-d %B %Y}", "current_week": current_week}
+            if cohort else None
+        ),
         "week": week,
         "group": (
             {
@@ -136,11 +141,13 @@ def sample_contexts() -> list[dict]:
                for n in range(1, others + 1)]
     links = _sample_links()
     moved_from = _sample_text("Group 9", _longest(Enrollment, "group_moved_from"))
+    dropped_back_from = _sample_text("Round 0", _longest(Cohort, "name"))
     return [
         email_context(first_name=_sample_text("Ada", name), timezone_name=_sample_text("Europe/London", zone), course=course,
-                      cohort=cohort, week=full_week, group=group, members=members, moved_from=moved_from, links=links),
+                      cohort=cohort, week=full_week, group=group, members=members, moved_from=moved_from, links=links,
+                      current_week=0, dropped_back_from=dropped_back_from),
         email_context(first_name="", timezone_name="UTC", course=course, cohort=cohort, week=bare_week,
-                      group=None, members=[], moved_from="", links=links),
+                      group=None, members=[], moved_from="", links=links, current_week=MAX_COURSE_WEEKS),
     ]
 
 
@@ -173,7 +180,10 @@ def preview_context(course, cohort, kind: str, week_number: int, *, real_learner
     """
     from signups.selectors import enrollment_sample, group_members
 
+    from django.utils import timezone
+
     week = _week_for(course, cohort, kind, week_number)
+    current_week = round_week(cohort, timezone.localdate()) if cohort else 0
     enrollment = enrollment_sample(cohort) if cohort and real_learner else None
     if enrollment is None:
         from types import SimpleNamespace
@@ -181,7 +191,7 @@ def preview_context(course, cohort, kind: str, week_number: int, *, real_learner
         group = SimpleNamespace(name="Group 7", discussion_url="")
         context = email_context(
             first_name="Ada", timezone_name="Europe/London", course=course, cohort=cohort, week=week,
-            group=group, members=MADE_UP_MEMBERS, moved_from="", links=preview_links(),
+            group=group, members=MADE_UP_MEMBERS, moved_from="", links=preview_links(), current_week=current_week,
         )
         return context, "a made-up learner (Ada, Europe/London) in a made-up group"
     learner = enrollment.learner
@@ -191,6 +201,7 @@ def preview_context(course, cohort, kind: str, week_number: int, *, real_learner
     context = email_context(
         first_name=learner.first_name, timezone_name=learner.timezone, course=course, cohort=cohort, week=week,
         group=enrollment.group, members=members, moved_from=enrollment.group_moved_from, links=preview_links(),
+        current_week=current_week, dropped_back_from=enrollment.switched_from.name if enrollment.switched_from_id else "",
     )
     name = learner.first_name or "a learner with no first name"
     return context, f"{name} ({learner.timezone}), a learner of {cohort.name}, with made-up links"
@@ -207,25 +218,53 @@ def email_template_for(cohort, kind: str, week_number: int = 0):
     )
 
 
-def email_contexts(cohort, week: dict | None, enrollments) -> dict[int, dict]:
-    """The template context of each enrollment's email, for many learners at once.
+def round_week(cohort, today: datetime.date) -> int:
+    """The round's week on `today` as templates see it: 0 before it starts, then 1, 2, ...
+    (past the last week once it is over)."""
+    return 0 if today < cohort.start_date else (today - cohort.start_date).days // 7 + 1
 
-    `enrollments` come with their learner and group loaded (select_related); the members
-    of all their groups are read in one query, so a chunk of any size costs the same queries.
+
+def _moves_told(cohort, enrollments) -> set[int]:
+    """Enrollments whose last group move a weekly email has told already: one was sent after
+    the move. A move is told once, in the next weekly email only. One query, only when
+    someone in `enrollments` was moved."""
+    from django.db.models import Max
+
+    from scheduler.models import Delivery, EmailKind
+
+    moved = {enrollment.learner_id: enrollment for enrollment in enrollments if enrollment.group_moved_at}
+    if not moved:
+        return set()
+    last_sent = (
+        Delivery.objects.filter(cohort=cohort, kind=EmailKind.WEEK, status=Delivery.Status.SENT, learner_id__in=list(moved))
+        .values("learner_id").annotate(last=Max("sent_at")).values_list("learner_id", "last")
+    )
+    return {moved[learner_id].pk for learner_id, last in last_sent if last and last >= moved[learner_id].group_moved_at}
+
+
+def email_contexts(cohort, week: dict | None, enrollments, today: datetime.date) -> dict[int, dict]:
+    """The template context of each enrollment's email on `today`, for many learners at once.
+
+    `enrollments` come with their learner, group and switched_from loaded (select_related);
+    the members of all their groups are read in one query (and the moves already told in one
+    more, when someone was moved), so a chunk of any size costs the same queries.
     """
     from signups.selectors import group_members
     from signups.services import learner_links
 
     enrollments = list(enrollments)
     members = group_members({enrollment.group_id for enrollment in enrollments if enrollment.group_id})
+    told = _moves_told(cohort, enrollments)
+    current_week = round_week(cohort, today)
     contexts = {}
     for enrollment in enrollments:
         learner = enrollment.learner
         others = [m for m in members.get(enrollment.group_id, ()) if m["enrollment"] != enrollment.pk]
         contexts[enrollment.pk] = email_context(
             first_name=learner.first_name, timezone_name=learner.timezone, course=cohort.course, cohort=cohort,
-            week=week, group=enrollment.group, members=others, moved_from=enrollment.group_moved_from,
-            links=learner_links(learner),
+            week=week, group=enrollment.group, members=others,
+            moved_from="" if enrollment.pk in told else enrollment.group_moved_from, links=learner_links(learner),
+            current_week=current_week, dropped_back_from=enrollment.switched_from.name if enrollment.switched_from_id else "",
         )
     return contexts
 

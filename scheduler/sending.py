@@ -224,7 +224,7 @@ def _send_batch(connection, chunk: _Chunk, cohort, kind, week_number, batch) -> 
         return
     number = week_number if kind == EmailKind.WEEK else (cohort.week_count if kind == EmailKind.COURSE_END else 1)
     week = course_week(cohort.course, number)
-    contexts = email_contexts(cohort, week_context(week, cohort.week_count) if week else None, [e for _, e in batch])
+    contexts = email_contexts(cohort, week_context(week, cohort.week_count) if week else None, [e for _, e in batch], chunk.now.date())
     for position, (row, enrollment) in enumerate(batch):
         try:
             rendered = email_render(template.current_version, contexts[enrollment.pk], delivery_header(kind, cohort.slug, week_number, row.pk))

@@ -35,10 +35,13 @@ BODY_MAX_LENGTH = 100_000
 VARIABLES = [
     ("learner.first_name", "The learner's first name, or “there” when they gave none."),
     ("learner.timezone", "Their time zone, e.g. Europe/Lisbon."),
+    ("learner.dropped_back_from", "The round they dropped back (or were moved) from into this one; else empty."),
     ("course.title", "The course's title."),
     ("course.week_count", "How many weeks the course has."),
     ("cohort.name", "The learner's round, e.g. Round 2."),
     ("cohort.start_date", "When the round started or starts, e.g. Monday 30 November 2026."),
+    ("cohort.current_week", "The round's week when the email is sent: 0 before it starts, then 1, 2, … "
+     "(a welcome or group introduction may reach a learner who joins mid-course)."),
     ("week.number", "This week's number (weekly emails)."),
     ("week.title", "This week's title."),
     ("week.is_last", "True in the course's last week."),

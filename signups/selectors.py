@@ -142,7 +142,7 @@ def enrollment_sample(cohort: Cohort) -> Enrollment | None:
     """A confirmed learner of the cohort to preview its emails with (one in a group, if any)."""
     enrollments = Enrollment.objects.filter(
         cohort=cohort, status__in=Enrollment.GROUPED, learner__confirmed_at__isnull=False
-    ).select_related("learner", "group", "cohort__course")
+    ).select_related("learner", "group", "cohort__course", "switched_from")
     return enrollments.filter(group__isnull=False).order_by("pk").first() or enrollments.order_by("pk").first()
 
 
@@ -151,5 +151,5 @@ def enrollments_current_of(learner_ids, cohort_ids) -> dict[tuple[int, int], Enr
     loaded, in one query: (learner id, cohort id) -> enrollment."""
     enrollments = Enrollment.objects.filter(
         learner__in=learner_ids, cohort__in=cohort_ids, status__in=Enrollment.CURRENT
-    ).select_related("learner", "group")
+    ).select_related("learner", "group", "switched_from")
     return {(enrollment.learner_id, enrollment.cohort_id): enrollment for enrollment in enrollments}

@@ -128,13 +128,13 @@ def test_a_week_with_everything_shows_every_section(demo):
     assert "Grace (America/New_York)" in email.text
 
 
-def test_the_defaults_for_all_eight_weeks_render_for_a_real_learner(demo):
+def test_the_defaults_for_all_eight_weeks_render_for_a_real_learner(demo, clock):
     cohort = Cohort.objects.get(slug="gentle-python-round-1")
     enrollment = EnrollmentFactory(cohort=cohort, learner__first_name="Hedy", learner__timezone="Europe/Vienna")
     unsubscribe = learner_links(enrollment.learner)["unsubscribe"]
     for number in range(1, 9):
         week = week_context(Week.objects.get(course=demo, number=number), demo.week_count)
-        context = email_contexts(cohort, week, [enrollment])[enrollment.pk]
+        context = email_contexts(cohort, week, [enrollment], clock.today())[enrollment.pk]
         email = render(week_template(demo, number).current_version, context)
         assert "Hedy" in email.text
         assert email.subject.startswith(("We begin", f"Week {number}"))
@@ -142,7 +142,7 @@ def test_the_defaults_for_all_eight_weeks_render_for_a_real_learner(demo):
         assert email.headers["List-Unsubscribe"] == f"<{unsubscribe}>"
     for kind in (EmailKind.WELCOME, EmailKind.GROUP_INTRO, EmailKind.COURSE_END):
         template = EmailTemplate.objects.get(course=demo, cohort=None, kind=kind)
-        context = email_contexts(cohort, None, [enrollment])[enrollment.pk]
+        context = email_contexts(cohort, None, [enrollment], clock.today())[enrollment.pk]
         assert "Hedy" in render(template.current_version, context).text
 
 
@@ -302,7 +302,7 @@ def test_contexts_for_many_learners_cost_a_fixed_number_of_queries(demo, clock):
     def contexts(count):
         enrollments = Enrollment.objects.filter(cohort=cohort).select_related("learner", "group").order_by("pk")[:count]
         with CaptureQueriesContext(connection) as queries:
-            result = email_contexts(cohort, week, enrollments)
+            result = email_contexts(cohort, week, enrollments, clock.today())
         return result, len(queries)
 
     few, few_queries = contexts(5)
