@@ -156,6 +156,7 @@ def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:
     failed send is logged and may be retried at once. Returns the learner's current
     enrollment in the course.
     """
+    joined_from_waitlist = False
     with transaction.atomic():
         learner, created = _learner_for_update(signup)
         if not created and not learner.is_confirmed:
@@ -177,13 +178,14 @@ def learner_signup(signup: Signup, now: datetime.datetime) -> Enrollment:
             enrollment.save(update_fields=["cohort", "wants_group", "updated_at"])
         elif enrollment.is_waitlisted and signup.cohort is not None:
             enrollment = _waitlisted_join(enrollment, signup.cohort, now)
+            joined_from_waitlist = True
         due = learner.confirmation_sent_at is None or now - learner.confirmation_sent_at >= CONFIRMATION_RESEND_INTERVAL
         if due:
             # Claimed inside the transaction: of two simultaneous signups, one sends.
             learner.confirmation_sent_at = now
         learner.save()
-    if due:
-        signup_email_send(learner, enrollment)
+    if due or joined_from_waitlist:  # joining is news they must hear, whatever the interval
+        signup_email_send(learner, enrollment, joined_from_waitlist=joined_from_waitlist)
     return enrollment
 
 
@@ -208,13 +210,15 @@ def _email_slot_claim(learner: Learner, now: datetime.datetime) -> bool:
     return bool(claimed)
 
 
-def signup_email_send(learner: Learner, enrollment: Enrollment) -> None:
-    """Mail the confirmation link for a pending enrollment, or the manage link for a current one. Never raises."""
+def signup_email_send(learner: Learner, enrollment: Enrollment, joined_from_waitlist: bool = False) -> None:
+    """Mail the confirmation link for a pending enrollment, or the manage link for a current one
+    (saying they joined the round, when their signup took them off the waitlist). Never raises."""
     if enrollment.status == Enrollment.Status.PENDING:
         confirm_url = f"{settings.SITE_URL}/confirm/{confirmation_token(enrollment.pk)}/"
         _send(learner, "confirmation", {"enrollment": enrollment, "confirm_url": confirm_url})
     else:
-        _send(learner, "already_enrolled", {"enrollment": enrollment}, headers=learner_email_headers(learner))
+        context = {"enrollment": enrollment, "joined_from_waitlist": joined_from_waitlist}
+        _send(learner, "already_enrolled", context, headers=learner_email_headers(learner))
 
 
 def confirmation_resend(email: str, now: datetime.datetime) -> None:

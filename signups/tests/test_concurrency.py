@@ -48,3 +48,113 @@ def test_simultaneous_signups_for_one_address_make_one_learner(next_cohort, late
     assert Learner.objects.count() == 1
     assert Enrollment.objects.count() == 1
     assert len(mail.outbox) == 1
+
+
+def _in_threads(*targets, timeout=30):
+    """Run each callable in a thread of its own (each with its own connection); the errors they raised."""
+    errors = []
+
+    def run(target):
+        try:
+            target()
+        except Exception as error:  # noqa: BLE001 - returned to the test
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (a deadlock?)"
+    return errors
+
+
+def test_twelve_simultaneous_signups_for_the_last_seat_fill_it_once(next_cohort, settings, clock):
+    from django.test import Client
+
+    from signups.tests.factories import EnrollmentFactory
+    from signups.tests.test_signup import form_data
+
+    settings.SIGNUP_LIMIT_PER_IP_PER_HOUR = 100
+    next_cohort.capacity = 7
+    next_cohort.save()
+    EnrollmentFactory.create_batch(6, cohort=next_cohort)
+    start = threading.Barrier(12)
+    answers = []
+
+    def sign_up(number):
+        def post():
+            client = Client()
+            start.wait(timeout=10)
+            answers.append(client.post("/signup/", form_data(email=f"seat{number}@example.org", cohort=next_cohort.slug)).status_code)
+        return post
+
+    assert _in_threads(*[sign_up(number) for number in range(12)]) == []
+
+    assert sorted(answers) == [302] + [409] * 11
+    assert next_cohort.enrollments.count() == 7
+    assert len(mail.outbox) == 1
+
+
+def test_an_unsubscribe_during_an_import_is_never_undone(next_cohort, clock, monkeypatch):
+    from signups import imports
+    from signups.services import learner_unsubscribe
+    from signups.tests.factories import EnrollmentFactory, LearnerFactory
+
+    learner = LearnerFactory(email="leaving@example.org", confirmed_at=None)
+    EnrollmentFactory(learner=learner, cohort=next_cohort, status=Enrollment.Status.PENDING)
+    importing, unsubscribed = threading.Event(), threading.Event()
+    row_save = imports._row_save
+
+    def slow_row_save(*args, **kwargs):
+        importing.set()
+        unsubscribed.wait(timeout=1)  # the unsubscribe lands now, or waits for the import's lock
+        return row_save(*args, **kwargs)
+
+    monkeypatch.setattr(imports, "_row_save", slow_row_save)
+    text = "email,first_name,timezone,experience\nleaving@example.org,Lea,Europe/Paris,none\n"
+
+    def run_import():
+        imports.learners_import(next_cohort, text, confirmed=True, now=clock.now())
+
+    def unsubscribe():
+        importing.wait(timeout=10)
+        learner_unsubscribe(Learner.objects.get(pk=learner.pk), now=clock.now())
+        unsubscribed.set()
+
+    assert _in_threads(run_import, unsubscribe) == []
+
+    learner.refresh_from_db()
+    assert learner.unsubscribed_at is not None
+    assert not learner.enrollments.filter(status__in=Enrollment.CURRENT).exists()
+
+
+def test_a_pause_during_a_move_pauses_the_enrollment_the_learner_moved_to(running_cohort, next_cohort, clock, monkeypatch):
+    from signups import services
+    from signups.tests.factories import EnrollmentFactory
+
+    enrollment = EnrollmentFactory(cohort=running_cohort)
+    moving, paused = threading.Event(), threading.Event()
+    seat_take = services._seat_take
+
+    def slow_seat_take(*args, **kwargs):
+        moving.set()
+        paused.wait(timeout=1)  # the pause lands now, or waits for the move's lock
+        return seat_take(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_seat_take", slow_seat_take)
+
+    def move():
+        services.learners_move_to_cohort([enrollment.learner], next_cohort, now=clock.now())
+
+    def pause():
+        moving.wait(timeout=10)
+        services.enrollment_pause(Enrollment.objects.get(pk=enrollment.pk), now=clock.now())
+        paused.set()
+
+    assert _in_threads(move, pause) == []
+
+    current = Enrollment.objects.get(learner=enrollment.learner, status__in=Enrollment.CURRENT)
+    assert (current.cohort, current.status) == (next_cohort, Enrollment.Status.PAUSED)
