@@ -265,6 +265,8 @@ CELERY_TASK_ROUTES = {"scheduler.tasks.deliveries_send_chunk": {"queue": env.str
 DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
 DELIVERY_CHUNK_SIZE = env.int("DELIVERY_CHUNK_SIZE", default=200, minimum=1)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=6, minimum=1)
+# Dispatch plans only what changed since its last pass, and everything again this often (a safety net).
+DISPATCH_FULL_PASS_MINUTES = env.int("DISPATCH_FULL_PASS_MINUTES", default=30, minimum=1)
 DELIVERY_CATCH_UP_LIMIT = datetime.timedelta(hours=env.int("DELIVERY_CATCH_UP_HOURS", default=72, minimum=1))
 DELIVERY_SENDING_TIMEOUT = datetime.timedelta(minutes=env.int("DELIVERY_SENDING_TIMEOUT_MINUTES", default=15, minimum=1))
 EMAIL_SEND_RATE_PER_SECOND = env.int("EMAIL_SEND_RATE_PER_SECOND", default=50)

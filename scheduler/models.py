@@ -171,3 +171,23 @@ class Delivery(models.Model):
     def __str__(self):
         what = f"week {self.week_number}" if self.kind == EmailKind.WEEK else self.kind
         return f"{what} to learner {self.learner_id} ({self.status})"
+
+
+class CohortPlanning(models.Model):
+    """How far dispatch has planned a cohort's emails (scheduler/planning.py).
+
+    Every email of the cohort that fell due by `planned_through`, for every learner mailable
+    by then, is in the ledger. A pass then only looks at what changed since: time zones whose
+    moment came, learners who became mailable or were grouped. `timezones` are the zones of the
+    cohort's mailable learners; `settings_key` the cohort's timing when planned (a change means
+    a full pass). A full pass runs every DISPATCH_FULL_PASS_MINUTES whatever happens.
+    """
+
+    cohort = models.OneToOneField("cohorts.Cohort", on_delete=models.CASCADE, related_name="+")
+    planned_through = models.DateTimeField()
+    full_pass_at = models.DateTimeField()
+    timezones = models.JSONField(default=list)
+    settings_key = models.CharField(max_length=100)
+
+    def __str__(self):
+        return f"cohort {self.cohort_id} planned through {self.planned_through:%Y-%m-%d %H:%M}"

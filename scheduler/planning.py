@@ -30,7 +30,7 @@ from django.db.models.functions import Coalesce
 from cohorts.models import Cohort
 from scheduler.due import cohort_week_due, week_begins
 from scheduler.ledger import Reason, catch_up_cutoff, rows_ready, rows_reclaim, rows_send_again
-from scheduler.models import Delivery, EmailKind
+from scheduler.models import CohortPlanning, Delivery, EmailKind
 from signups.selectors import enrollments_mailable
 
 logger = logging.getLogger(__name__)
@@ -51,14 +51,19 @@ class DispatchReport:
     overdue: int = 0
 
 
-def _learners_with_row(cohort: Cohort, kind: str, week_number: int) -> set[int]:
-    """Learners who have this email's row already: one scan of the ledger's (cohort, kind, week) index.
+def _learners_with_row(cohort: Cohort, kind: str, week_number: int, among: list[int] | None = None) -> set[int]:
+    """Learners (of `among`, when given) who have this email's row already: one scan of the
+    ledger's (cohort, kind, week) index.
 
     Dispatch takes the difference in Python rather than with NOT EXISTS: on a ledger that
     just grew by a whole cohort, before PostgreSQL has fresh statistics, the planner may
     compare every enrollment with every row (seen: minutes for 100,000 learners).
     """
     rows = Delivery.objects.filter(cohort=cohort, kind=kind, week_number=week_number)
+    if among is not None:
+        if not among:
+            return set()
+        rows = rows.filter(learner_id__in=among)
     return set(rows.values_list("learner_id", flat=True).iterator(chunk_size=PLAN_BATCH))
 
 
@@ -109,19 +114,26 @@ def _ledger_insert(cohort: Cohort, rows: list[PlannedRow], now: datetime.datetim
         )
 
 
-def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow]:
+def _planned_rows(cohort: Cohort, now: datetime.datetime, since: datetime.datetime | None = None,
+                  timezones: list[str] = ()) -> Iterator[PlannedRow]:
     """The ledger rows a cohort is missing as of `now`: due and not yet in the ledger.
 
     A week is due for a learner at the later of its own moment (their time zone) and the
     moment they became mailable in this round (confirmed, moved in, resumed): who joins on
     Thursday of week 1 gets week 1 at once. A week that ended (the next week's moment came)
     before they became mailable is not theirs: its row is SKIPPED as JOINED_LATER, so it is
-    settled and never looked at again. A generator over streamed queries: a cohort of any
-    size is planned in bounded memory.
+    settled and never looked at again.
+
+    With `since` (the cohort was planned through that moment), only what changed is looked
+    at: learners of the `timezones` whose moment for an email came after `since`, learners
+    who became mailable or were grouped after it. Without, every mailable learner. A
+    generator over streamed queries: a cohort of any size is planned in bounded memory.
     """
     limit = settings.DELIVERY_CATCH_UP_LIMIT
     cutoff = catch_up_cutoff(now)
     recent = cutoff - datetime.timedelta(days=1)
+    emails = _emails_in_window(cohort, now)
+    mailable = enrollments_mailable(cohort)
 
     def row(learner_id, kind, week_number, due_at):
         # Whether the email has a template yet is the sender's question (it waits for one).
@@ -130,31 +142,108 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime) -> Iterator[PlannedRow
                               f"due more than {limit} ago while nothing was sending: skipped rather than sent late")
         return PlannedRow(learner_id, kind, week_number, Delivery.Status.PENDING, due_at, Reason.NONE, "")
 
-    for kind, week_number in _emails_in_window(cohort, now):
+    def weekly_rows(kind, week_number, learners, among=None):
         moment_week = week_number or cohort.week_count + 1
-        done = _learners_with_row(cohort, kind, week_number)
-        learners = enrollments_mailable(cohort).values_list("learner_id", "learner__timezone", "mailable_since")
-        for learner_id, timezone_name, since in learners.iterator(chunk_size=PLAN_BATCH):
+        done = _learners_with_row(cohort, kind, week_number, among)
+        for learner_id, timezone_name, became_mailable in learners:
             if learner_id in done:
                 continue
             due_at = cohort_week_due(cohort, moment_week, timezone_name)
-            if since is not None and since > due_at:
-                if kind == EmailKind.WEEK and since >= cohort_week_due(cohort, moment_week + 1, timezone_name):
-                    yield PlannedRow(learner_id, kind, week_number, Delivery.Status.SKIPPED, since, Reason.JOINED_LATER,
+            if became_mailable is not None and became_mailable > due_at:
+                if kind == EmailKind.WEEK and became_mailable >= cohort_week_due(cohort, moment_week + 1, timezone_name):
+                    yield PlannedRow(learner_id, kind, week_number, Delivery.Status.SKIPPED, became_mailable, Reason.JOINED_LATER,
                                      "this week ended before the learner joined the round (or resumed their emails)")
                     continue
-                due_at = since
+                due_at = became_mailable
             if due_at <= now:
                 yield row(learner_id, kind, week_number, due_at)
+
+    def once_rows(kind, moment, learners):
+        done = _learners_with_row(cohort, kind, 0, among=None if since is None else [learner_id for learner_id, _ in learners])
+        for learner_id, due_at in learners:
+            if learner_id not in done and due_at <= now:
+                yield row(learner_id, kind, 0, due_at)
+
+    columns = ("learner_id", "learner__timezone", "mailable_since")
     # Welcome when the learner becomes mailable in this round (each new round they join gets
     # its own), and the group introduction once they have a group.
     became_mailable = Coalesce("mailable_since", "learner__confirmed_at")
-    for kind, since in [(EmailKind.WELCOME, became_mailable), (EmailKind.GROUP_INTRO, F("grouped_at"))]:
-        done = _learners_with_row(cohort, kind, 0)
-        learners = enrollments_mailable(cohort).annotate(since=since).filter(since__gte=recent).values_list("learner_id", "since")
-        for learner_id, due_at in learners.iterator(chunk_size=PLAN_BATCH):
-            if learner_id not in done and due_at <= now:
-                yield row(learner_id, kind, 0, due_at)
+    if since is None:
+        for kind, week_number in emails:
+            yield from weekly_rows(kind, week_number, mailable.values_list(*columns).iterator(chunk_size=PLAN_BATCH))
+        for kind, moment in [(EmailKind.WELCOME, became_mailable), (EmailKind.GROUP_INTRO, F("grouped_at"))]:
+            learners = mailable.annotate(moment=moment).filter(moment__gte=recent).values_list("learner_id", "moment")
+            yield from once_rows(kind, moment, learners.iterator(chunk_size=PLAN_BATCH))
+        return
+    newcomers = list(mailable.filter(mailable_since__gt=since).values_list(*columns))
+    newcomer_ids = {learner_id for learner_id, _, _ in newcomers}
+    for kind, week_number in emails:
+        moment_week = week_number or cohort.week_count + 1
+        zones = [zone for zone in timezones if since < cohort_week_due(cohort, moment_week, zone) <= now]
+        if zones:  # this email's moment came for these zones: their learners, in bounded batches
+            learners = mailable.filter(learner__timezone__in=zones).values_list(*columns)
+            batch = []
+            for learner in learners.iterator(chunk_size=PLAN_BATCH):
+                if learner[0] in newcomer_ids:
+                    continue  # planned with the newcomers below
+                batch.append(learner)
+                if len(batch) >= PLAN_BATCH:
+                    yield from weekly_rows(kind, week_number, batch, among=[learner_id for learner_id, _, _ in batch])
+                    batch = []
+            yield from weekly_rows(kind, week_number, batch, among=[learner_id for learner_id, _, _ in batch])
+        yield from weekly_rows(kind, week_number, newcomers, among=list(newcomer_ids))
+    yield from once_rows(EmailKind.WELCOME, None, [(learner_id, moment) for learner_id, _, moment in newcomers])
+    grouped = mailable.filter(grouped_at__gt=since).values_list("learner_id", "grouped_at")
+    yield from once_rows(EmailKind.GROUP_INTRO, None, list(grouped))
+
+
+# A pass plans what changed since the last one, minus this overlap: a learner confirmed in a
+# transaction that committed just after the last pass read the enrollments is still seen.
+PLANNING_OVERLAP = datetime.timedelta(minutes=5)
+
+
+def _planning_key(cohort: Cohort) -> str:
+    """The cohort's timing: when it changes (an organizer edits it), plan it all again."""
+    return f"{cohort.start_date}|{cohort.send_weekday}|{cohort.send_time}|{cohort.week_count}"
+
+
+def _full_pass_due(mark: CohortPlanning | None, cohort: Cohort, now: datetime.datetime) -> bool:
+    return (
+        mark is None
+        or now < mark.planned_through  # a clock set back (send_due --now): plan it all
+        or now - mark.full_pass_at >= datetime.timedelta(minutes=settings.DISPATCH_FULL_PASS_MINUTES)
+        or mark.settings_key != _planning_key(cohort)
+    )
+
+
+def _cohort_plan(cohort: Cohort, mark: CohortPlanning | None, now: datetime.datetime, report: DispatchReport, dry_run: bool) -> None:
+    """Plan one cohort: the rows it is missing go into the ledger, and its mark moves to `now`."""
+    full = _full_pass_due(mark, cohort, now)
+    since = None if full else mark.planned_through - PLANNING_OVERLAP
+    timezones = [] if full else mark.timezones
+    batch: list[PlannedRow] = []
+    for planned in _planned_rows(cohort, now, since=since, timezones=timezones):
+        report.planned[(cohort.slug, planned.kind, planned.week_number, planned.status)] += 1
+        if not dry_run:
+            batch.append(planned)
+            if len(batch) >= PLAN_BATCH:
+                _ledger_insert(cohort, batch, now)
+                batch = []
+    if dry_run:
+        return
+    if batch:
+        _ledger_insert(cohort, batch, now)
+    mailable = enrollments_mailable(cohort)
+    if full:
+        zones = sorted(set(mailable.values_list("learner__timezone", flat=True).order_by().distinct()))
+        CohortPlanning.objects.update_or_create(
+            cohort=cohort, defaults={"planned_through": now, "full_pass_at": now, "timezones": zones, "settings_key": _planning_key(cohort)}
+        )
+        return
+    new_zones = set(mailable.filter(mailable_since__gt=since).values_list("learner__timezone", flat=True)) - set(mark.timezones)
+    CohortPlanning.objects.filter(pk=mark.pk).update(
+        planned_through=now, **({"timezones": sorted(set(mark.timezones) | new_zones)} if new_zones else {})
+    )
 
 
 def queue_again_after() -> datetime.timedelta:
@@ -193,17 +282,10 @@ def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> Dispat
         report.returned_to_pending, report.ambiguous = rows_reclaim(now)
         if report.ambiguous:
             logger.warning("%d deliveries were interrupted during the provider call and need an organizer's look", report.ambiguous)
-    for cohort in cohorts_sending(now):
-        batch: list[PlannedRow] = []
-        for planned in _planned_rows(cohort, now):
-            report.planned[(cohort.slug, planned.kind, planned.week_number, planned.status)] += 1
-            if not dry_run:
-                batch.append(planned)
-                if len(batch) >= PLAN_BATCH:
-                    _ledger_insert(cohort, batch, now)
-                    batch = []
-        if batch:
-            _ledger_insert(cohort, batch, now)
+    cohorts = list(cohorts_sending(now))
+    marks = {mark.cohort_id: mark for mark in CohortPlanning.objects.filter(cohort__in=cohorts)}
+    for cohort in cohorts:
+        _cohort_plan(cohort, marks.get(cohort.pk), now, report, dry_run)
     ready = rows_ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queue_again_after()))
     for group in ready.order_by().values("cohort__slug", "kind", "week_number").annotate(count=Count("pk")):
         report.ready[(group["cohort__slug"], group["kind"], group["week_number"])] += group["count"]

@@ -54,6 +54,7 @@ class Learner(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["-created_at"], name="learner_newest_first")]  # the admin's list order
         permissions = [
             ("resend_confirmation", "Can re-send the confirmation email"),
             ("move_learner", "Can move learners to another cohort"),
@@ -129,7 +130,12 @@ class Enrollment(models.Model):
                 violation_error_message="This learner already has a current enrollment in this course.",
             ),
         ]
-        indexes = [models.Index(fields=["cohort", "status"])]
+        indexes = [
+            models.Index(fields=["cohort", "status"]),
+            # Dispatch asks each minute who became mailable, or was grouped, since its last pass.
+            models.Index(fields=["cohort", "mailable_since"], name="enrollment_cohort_mailable"),
+            models.Index(fields=["cohort", "grouped_at"], name="enrollment_cohort_grouped"),
+        ]
 
     def __str__(self):
         where = self.cohort.name if self.cohort_id else "waitlist"
