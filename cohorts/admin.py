@@ -58,8 +58,24 @@ class CohortForm(forms.ModelForm):
 
     def clean_start_date(self):
         start = self.cleaned_data["start_date"]
-        if self.instance._state.adding and start < timezone.now().date():
-            raise forms.ValidationError("A new cohort cannot start in the past.")
+        today = timezone.now().date()
+        if self.instance._state.adding:
+            if start < today:
+                raise forms.ValidationError("A new cohort cannot start in the past.")
+            return start
+        # self.instance still holds the stored dates here: the form copies its values in after cleaning.
+        stored = self.instance.start_date
+        if start == stored:
+            return start
+        if stored <= today:
+            # Its learners have had weeks of emails by these dates; moving them would resend or skip weeks.
+            raise forms.ValidationError(
+                f"This round started on {stored:%A %-d %B %Y}: its start date can no longer move. "
+                "To stop its emails for a while, tick “Sending paused”; to run the course at another time, "
+                "start a new round (the “Start the next round” action)."
+            )
+        if start < today:
+            raise forms.ValidationError("A round that has not started cannot be moved into the past.")
         return start
 
 
