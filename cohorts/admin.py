@@ -11,7 +11,7 @@ from django.utils import timezone
 from cohorts.forms import LinkListField
 from cohorts.models import Cohort, CohortStatus, Course, StudyGroup, Week
 from cohorts.selectors import cohort_next_week_due
-from cohorts.services import cohort_close_signup, cohort_start_next
+from cohorts.services import WeekCountChange, cohort_close_signup, cohort_start_next, course_week_count_change
 from mooc.permissions import ActionPermissionsMixin, admin_action
 
 
@@ -48,6 +48,28 @@ class CourseAdmin(admin.ModelAdmin):
     search_fields = ["title", "slug"]
     prepopulated_fields = {"slug": ["title"]}
     inlines = [WeekInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "week_count" in form.changed_data:
+            today = timezone.now().date()
+            message = week_count_change_message(course_week_count_change(obj, today), today)
+            if message:
+                self.message_user(request, message)
+
+
+def week_count_change_message(change: WeekCountChange, today) -> str:
+    """E.g. "2 rounds that have not started now have 10 weeks; Round 1, running, keeps 8." ("" when no round)."""
+    parts = []
+    if change.followed:
+        one = change.followed == 1
+        parts.append(
+            f"{change.followed} round{'' if one else 's'} that {'has' if one else 'have'} not started "
+            f"now {'has' if one else 'have'} {change.week_count} weeks"
+        )
+    for cohort in change.kept:
+        parts.append(f"{cohort.name}, {CohortStatus(cohort.status_on(today)).label.lower()}, keeps {cohort.week_count}")
+    return "; ".join(parts) + "." if parts else ""
 
 
 class CohortForm(forms.ModelForm):

@@ -89,6 +89,27 @@ def course_create_from_definition(definition: dict) -> tuple[Course, bool]:
     return course, True
 
 
+@dataclass
+class WeekCountChange:
+    """What a change of a course's length did: the rounds that follow it, and those that keep theirs."""
+
+    week_count: int
+    followed: int
+    kept: list[Cohort]
+
+
+def course_week_count_change(course: Course, today: datetime.date) -> WeekCountChange:
+    """Give the course's rounds that have not started (start after `today`) its number of weeks.
+
+    A round that has started keeps the length it had: its learners were told it, and its
+    emails so far counted "week N of its length". Idempotent; one UPDATE and one SELECT.
+    Returns how many rounds follow and which (started or finished) keep another length.
+    """
+    followed = Cohort.objects.filter(course=course, start_date__gt=today).update(week_count=course.week_count)
+    kept = Cohort.objects.filter(course=course, start_date__lte=today).exclude(week_count=course.week_count)
+    return WeekCountChange(week_count=course.week_count, followed=followed, kept=list(kept.order_by("start_date", "name")))
+
+
 def monday_after_next(today: datetime.date) -> datetime.date:
     """The start of a round planned `today`: the Monday of the week after next."""
     next_monday = today + datetime.timedelta(days=7 - today.weekday())
