@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from cohorts.forms import LinkListField
 from cohorts.models import Cohort, CohortStatus, Course, StudyGroup, Week
-from cohorts.selectors import cohort_next_week_due
-from cohorts.services import WeekCountChange, cohort_close_signup, cohort_start_next, course_week_count_change
+from cohorts.selectors import cohort_groups_have_place_to_talk, cohort_has_groups, cohort_next_week_due
+from cohorts.services import (
+    WeekCountChange, cohort_close_signup, cohort_group_links_follow, cohort_start_next, course_week_count_change,
+)
 from mooc.permissions import ActionPermissionsMixin, admin_action
 
 
@@ -160,17 +162,29 @@ class CohortAdmin(ActionPermissionsMixin, admin.ModelAdmin):
         if cohort is not None:
             today = timezone.now().date()
             next_week = cohort_next_week_due(cohort, today)
+            status = cohort.status_on(today)
             extra_context["cohort_summary"] = {
-                "status": CohortStatus(cohort.status_on(today)).label,
+                "status": CohortStatus(status).label,
+                "week_count": cohort.week_count,
                 "end_date": cohort.end_date,
                 "groups_formation_date": cohort.groups_formation_date,
                 "next_week": next_week,
+                "groups_formed": cohort_has_groups(cohort),
+                # Worth a warning while the round has learners to talk; not once it is over.
+                "groups_without_place_to_talk": status != CohortStatus.FINISHED and not cohort_groups_have_place_to_talk(cohort),
             }
             extra_context["cohort_sections"] = [
                 {"title": section.title, "template": section.template, **section.context(cohort, today, request.user)}
                 for section in self.page_sections
             ]
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "discussion_url_pattern" in form.changed_data:
+            followed = cohort_group_links_follow(obj, old_pattern=form.initial.get("discussion_url_pattern") or "")
+            if followed:
+                self.message_user(request, f"{obj.name}: discussion links given to {followed} group{'s' if followed != 1 else ''}.")
 
     @admin_action(permission="cohorts.start_next_round", description="Start the next round (a copy, N weeks later)…")
     def start_next_round(self, request, queryset):

@@ -74,6 +74,16 @@ def cohort_has_groups(cohort: Cohort) -> bool:
     return StudyGroup.objects.filter(cohort=cohort).exists()
 
 
+def cohort_groups_have_place_to_talk(cohort: Cohort) -> bool:
+    """Whether the cohort's groups get somewhere of their own to talk: for now, a discussion link
+    each (the cohort's group discussion link, with {group} in it).
+
+    The one place this is asked (forming groups warns, the cohort's page warns), so that group
+    mail can count as a place once groups have it.
+    """
+    return bool(cohort.discussion_url_pattern)
+
+
 def course_week(course: Course, number: int) -> Week | None:
     return Week.objects.filter(course=course, number=number).first()
 

@@ -180,6 +180,23 @@ def study_groups_create(cohort: Cohort, centre_offsets: list[int]) -> list[Study
     return StudyGroup.objects.bulk_create(groups)
 
 
+def cohort_group_links_follow(cohort: Cohort, old_pattern: str) -> int:
+    """Give the cohort's current groups the links of its group discussion link, after it changed
+    from `old_pattern`: a group formed with no link, or with the old pattern's, gets the new one's.
+
+    A link set by hand on a group's own page is kept. Idempotent. Returns how many groups changed.
+    """
+    groups = StudyGroup.objects.filter(cohort=cohort, dissolved_at__isnull=True)
+    changed = []
+    for group in groups:
+        followed = cohort.group_discussion_url(group.slug)
+        old = old_pattern.replace("{group}", group.slug) if old_pattern else ""
+        if group.discussion_url in ("", old) and group.discussion_url != followed:
+            group.discussion_url = followed
+            changed.append(group)
+    return StudyGroup.objects.bulk_update(changed, ["discussion_url"])
+
+
 def study_groups_dissolve(group_ids, now: datetime.datetime) -> int:
     """Mark groups as merged away by re-forming (kept, for history and links)."""
     return StudyGroup.objects.filter(pk__in=group_ids, dissolved_at__isnull=True).update(dissolved_at=now)
