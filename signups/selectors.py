@@ -203,10 +203,12 @@ class EnrollmentOverview:
     end_date: datetime.date | None = None
     week_number: int | None = None
     week_count: int | None = None
-    group_state: str = "in_their_round"
+    group_state: Literal[
+        "grouped", "on_their_own", "after_confirming", "to_be_formed", "forming", "placing", "in_their_round", "none"
+    ] = "in_their_round"
     group: GroupOverview | None = None
     groups_formed_on: datetime.date | None = None
-    next_step: str = "wait_for_round"
+    next_step: Literal["confirm", "wait_for_round", "resume", "week_email", "last_week", "over"] = "wait_for_round"
     next_email: NextEmail | None = None
 
 
@@ -233,10 +235,10 @@ def enrollment_overview(enrollment: Enrollment, today: datetime.date) -> Enrollm
     next_email = None
     if pending:
         next_step = "confirm"
+    elif stage == "finished":
+        next_step = "over"  # paused or not: nothing is left to resume
     elif enrollment.status == Enrollment.Status.PAUSED:
         next_step = "resume"
-    elif stage == "finished":
-        next_step = "over"
     elif (due := cohort_next_weekly_email(cohort, today)) is not None:
         next_step, next_email = "week_email", NextEmail(week_number=due[0], due_on=due[1], is_today=due[1] == today)
     else:
@@ -251,6 +253,7 @@ def enrollment_overview(enrollment: Enrollment, today: datetime.date) -> Enrollm
 
 
 def _group_of(enrollment: Enrollment, cohort: Cohort, stage: str, today: datetime.date) -> tuple[str, GroupOverview | None]:
+    """The learner's group_state and group (see EnrollmentOverview); at most one query."""
     if not enrollment.wants_group:
         return "on_their_own", None
     group = enrollment.group

@@ -149,6 +149,14 @@ def test_after_the_end_the_round_is_finished(client, course):
     assert "The round is over; the links in your emails stay open." in words
 
 
+def test_a_learner_paused_in_a_round_that_is_over_is_not_asked_to_resume(client, course):
+    cohort = round_of(course, "Round 0", datetime.date(2026, 8, 3))
+    words = text(page_of(client, learner_in(cohort, "Hedy", status=Enrollment.Status.PAUSED)))
+
+    assert "The round is over; the links in your emails stay open." in words
+    assert "until you resume" not in words and "You had no group in this round, which is over now." in words
+
+
 def test_in_the_last_week_after_its_email_the_page_says_when_the_round_ends(client, course):
     cohort = round_of(course, "Round 0", datetime.date(2026, 10, 5))  # week 8 began Monday 23 November
     words = text(page_of(client, learner_in(cohort, "Hedy")))
