@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from cohorts.forms import LinkListField
 from cohorts.models import Cohort, CohortStatus, Course, StudyGroup, Week
-from cohorts.selectors import cohort_next_week_due
-from cohorts.services import cohort_close_signup, cohort_start_next
+from cohorts.selectors import cohort_groups_have_place_to_talk, cohort_has_groups, cohort_next_week_due
+from cohorts.services import (
+    WeekCountChange, cohort_close_signup, cohort_group_links_follow, cohort_start_next, course_week_count_change,
+)
 from mooc.permissions import ActionPermissionsMixin, admin_action
 
 
@@ -49,6 +51,28 @@ class CourseAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ["title"]}
     inlines = [WeekInline]
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "week_count" in form.changed_data:
+            today = timezone.now().date()
+            message = week_count_change_message(course_week_count_change(obj, today), today)
+            if message:
+                self.message_user(request, message)
+
+
+def week_count_change_message(change: WeekCountChange, today) -> str:
+    """E.g. "2 rounds that have not started now have 10 weeks; Round 1, running, keeps 8." ("" when no round)."""
+    parts = []
+    if change.followed:
+        one = change.followed == 1
+        parts.append(
+            f"{change.followed} round{'' if one else 's'} that {'has' if one else 'have'} not started "
+            f"now {'has' if one else 'have'} {change.week_count} weeks"
+        )
+    for cohort in change.kept:
+        parts.append(f"{cohort.name}, {CohortStatus(cohort.status_on(today)).label.lower()}, keeps {cohort.week_count}")
+    return "; ".join(parts) + "." if parts else ""
+
 
 class CohortForm(forms.ModelForm):
     class Meta:
@@ -58,8 +82,24 @@ class CohortForm(forms.ModelForm):
 
     def clean_start_date(self):
         start = self.cleaned_data["start_date"]
-        if self.instance._state.adding and start < timezone.now().date():
-            raise forms.ValidationError("A new cohort cannot start in the past.")
+        today = timezone.now().date()
+        if self.instance._state.adding:
+            if start < today:
+                raise forms.ValidationError("A new cohort cannot start in the past.")
+            return start
+        # self.instance still holds the stored dates here: the form copies its values in after cleaning.
+        stored = self.instance.start_date
+        if start == stored:
+            return start
+        if stored <= today:
+            # Its learners have had weeks of emails by these dates; moving them would resend or skip weeks.
+            raise forms.ValidationError(
+                f"This round started on {stored:%A %-d %B %Y}: its start date can no longer move. "
+                "To stop its emails for a while, tick “Sending paused”; to run the course at another time, "
+                "start a new round (the “Start the next round” action)."
+            )
+        if start < today:
+            raise forms.ValidationError("A round that has not started cannot be moved into the past.")
         return start
 
 
@@ -122,17 +162,29 @@ class CohortAdmin(ActionPermissionsMixin, admin.ModelAdmin):
         if cohort is not None:
             today = timezone.now().date()
             next_week = cohort_next_week_due(cohort, today)
+            status = cohort.status_on(today)
             extra_context["cohort_summary"] = {
-                "status": CohortStatus(cohort.status_on(today)).label,
+                "status": CohortStatus(status).label,
+                "week_count": cohort.week_count,
                 "end_date": cohort.end_date,
                 "groups_formation_date": cohort.groups_formation_date,
                 "next_week": next_week,
+                "groups_formed": cohort_has_groups(cohort),
+                # Worth a warning while the round has learners to talk; not once it is over.
+                "groups_without_place_to_talk": status != CohortStatus.FINISHED and not cohort_groups_have_place_to_talk(cohort),
             }
             extra_context["cohort_sections"] = [
                 {"title": section.title, "template": section.template, **section.context(cohort, today, request.user)}
                 for section in self.page_sections
             ]
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "discussion_url_pattern" in form.changed_data:
+            followed = cohort_group_links_follow(obj, old_pattern=form.initial.get("discussion_url_pattern") or "")
+            if followed:
+                self.message_user(request, f"{obj.name}: discussion links given to {followed} group{'s' if followed != 1 else ''}.")
 
     @admin_action(permission="cohorts.start_next_round", description="Start the next round (a copy, N weeks later)…")
     def start_next_round(self, request, queryset):

@@ -69,9 +69,34 @@ def cohort_next_week_due(cohort: Cohort, today: datetime.date) -> tuple[int, dat
     return None
 
 
+def cohort_next_weekly_email(cohort: Cohort, today: datetime.date) -> tuple[int, datetime.date] | None:
+    """The next week whose email is due on `today` or later: (number, the day it is due).
+
+    Week N's email is due on the cohort's send weekday on or after the week's first day, on the
+    learner's own calendar (scheduler.due reckons the moment; this is its date). None once the
+    last week's email day has passed.
+    """
+    for number in range(1, cohort.week_count + 1):
+        begins = cohort.start_date + datetime.timedelta(weeks=number - 1)
+        due = begins + datetime.timedelta(days=(cohort.send_weekday - begins.weekday()) % 7)
+        if due >= today:
+            return number, due
+    return None
+
+
 def cohort_has_groups(cohort: Cohort) -> bool:
     """Whether the cohort's groups have been formed (dissolved ones count: formation happened)."""
     return StudyGroup.objects.filter(cohort=cohort).exists()
+
+
+def cohort_groups_have_place_to_talk(cohort: Cohort) -> bool:
+    """Whether the cohort's groups get somewhere of their own to talk: for now, a discussion link
+    each (the cohort's group discussion link, with {group} in it).
+
+    The one place this is asked (forming groups warns, the cohort's page warns), so that group
+    mail can count as a place once groups have it.
+    """
+    return bool(cohort.discussion_url_pattern)
 
 
 def course_week(course: Course, number: int) -> Week | None:

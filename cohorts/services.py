@@ -89,6 +89,27 @@ def course_create_from_definition(definition: dict) -> tuple[Course, bool]:
     return course, True
 
 
+@dataclass
+class WeekCountChange:
+    """What a change of a course's length did: the rounds that follow it, and those that keep theirs."""
+
+    week_count: int
+    followed: int
+    kept: list[Cohort]
+
+
+def course_week_count_change(course: Course, today: datetime.date) -> WeekCountChange:
+    """Give the course's rounds that have not started (start after `today`) its number of weeks.
+
+    A round that has started keeps the length it had: its learners were told it, and its
+    emails so far counted "week N of its length". Idempotent; one UPDATE and one SELECT.
+    Returns how many rounds follow and which (started or finished) keep another length.
+    """
+    followed = Cohort.objects.filter(course=course, start_date__gt=today).update(week_count=course.week_count)
+    kept = Cohort.objects.filter(course=course, start_date__lte=today).exclude(week_count=course.week_count)
+    return WeekCountChange(week_count=course.week_count, followed=followed, kept=list(kept.order_by("start_date", "name")))
+
+
 def monday_after_next(today: datetime.date) -> datetime.date:
     """The start of a round planned `today`: the Monday of the week after next."""
     next_monday = today + datetime.timedelta(days=7 - today.weekday())
@@ -157,6 +178,23 @@ def study_groups_create(cohort: Cohort, centre_offsets: list[int]) -> list[Study
             )
         )
     return StudyGroup.objects.bulk_create(groups)
+
+
+def cohort_group_links_follow(cohort: Cohort, old_pattern: str) -> int:
+    """Give the cohort's current groups the links of its group discussion link, after it changed
+    from `old_pattern`: a group formed with no link, or with the old pattern's, gets the new one's.
+
+    A link set by hand on a group's own page is kept. Idempotent. Returns how many groups changed.
+    """
+    groups = StudyGroup.objects.filter(cohort=cohort, dissolved_at__isnull=True)
+    changed = []
+    for group in groups:
+        followed = cohort.group_discussion_url(group.slug)
+        old = old_pattern.replace("{group}", group.slug) if old_pattern else ""
+        if group.discussion_url in ("", old) and group.discussion_url != followed:
+            group.discussion_url = followed
+            changed.append(group)
+    return StudyGroup.objects.bulk_update(changed, ["discussion_url"])
 
 
 def study_groups_dissolve(group_ids, now: datetime.datetime) -> int:

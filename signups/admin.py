@@ -10,9 +10,13 @@ from django.utils import timezone
 
 from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
 from cohorts.models import Cohort
+from cohorts.selectors import cohort_groups_have_place_to_talk
 from mooc.permissions import ActionPermissionsMixin, admin_action
 from signups import services
-from signups.groups import GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform
+from signups.groups import (
+    GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform,
+    groups_without_place_to_talk_warning,
+)
 from signups.imports import ImportFileError, learners_import
 from signups.models import Enrollment, Erasure, Learner, Suppression
 from signups.selectors import cohort_enrollment_counts, cohort_members_overview
@@ -285,6 +289,8 @@ def form_groups(modeladmin, request, queryset):
                 f"{cohort}: {len(quality.groups)} groups of {quality.smallest} to {quality.largest}; "
                 f"{quality.share_within_good_spread:.0%} within 2 hours; {quality.ungrouped} left without a group.",
             )
+            if not cohort_groups_have_place_to_talk(cohort):
+                modeladmin.message_user(request, groups_without_place_to_talk_warning(cohort), messages.WARNING)
 
 
 @admin_action(permission="cohorts.form_groups", description="Re-form study groups (merge those that shrank)")

@@ -11,6 +11,7 @@ feed it the cohort's groupable learners, write its answer in bulk and keep the r
 
 import datetime
 import json
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -28,12 +29,16 @@ from cohorts.grouping import (
     utc_offset_minutes,
 )
 from cohorts.models import Cohort, StudyGroup
-from cohorts.selectors import cohort_has_groups, cohorts_due_for_group_formation, study_groups_of
+from cohorts.selectors import (
+    cohort_groups_have_place_to_talk, cohort_has_groups, cohorts_due_for_group_formation, study_groups_of,
+)
 from cohorts.services import cohort_lock, study_groups_create, study_groups_dissolve
 from signups.models import Enrollment
 
 GROUPED_STATUSES = Enrollment.GROUPED
 ASSIGN_BATCH = 50_000  # (enrollment, group) pairs per statement
+
+logger = logging.getLogger(__name__)
 
 
 class GroupsExist(Exception):
@@ -187,11 +192,22 @@ def cohort_groups_quality(cohort: Cohort) -> FormationQuality:
     return formation_quality({groups[key]: group for key, group in members.items()}, learners=learners)
 
 
+def groups_without_place_to_talk_warning(cohort: Cohort) -> str:
+    """What formation says when the cohort's groups got nowhere to talk (see
+    cohorts.selectors.cohort_groups_have_place_to_talk)."""
+    return (
+        f"{cohort}: its study groups have no place to talk, because the round has no group discussion link. "
+        "Add one on the round's page (Study groups) and save: each group then gets its own link."
+    )
+
+
 def cohorts_groups_form_due(now: datetime.datetime) -> dict[Cohort, FormationQuality | str]:
     """Form the groups of every cohort whose formation date has come by `now` and that has none yet.
 
     Safe to run again at any time (a cohort with groups is no longer due). Returns, per
-    cohort tried, its quality report or why nothing was formed.
+    cohort tried, its quality report or why nothing was formed. Logs a warning for each
+    cohort whose new groups have no place to talk: nobody watches this run, and the organizer
+    can still add a link before the first weekly email.
     """
     results: dict[Cohort, FormationQuality | str] = {}
     for cohort in cohorts_due_for_group_formation(timezone.localdate(now)):
@@ -199,4 +215,7 @@ def cohorts_groups_form_due(now: datetime.datetime) -> dict[Cohort, FormationQua
             results[cohort] = cohort_groups_form(cohort, now)
         except (GroupsExist, NoLearnersToGroup) as reason:
             results[cohort] = str(reason)
+        else:
+            if not cohort_groups_have_place_to_talk(cohort):
+                logger.warning("%s", groups_without_place_to_talk_warning(cohort))
     return results

@@ -1,12 +1,15 @@
 """Questions about learners; nothing here writes."""
 
 import datetime
+import zoneinfo
 from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
 
 from django.db.models import Count, F, Q, QuerySet
 
 from cohorts.models import Cohort, Course
-from cohorts.selectors import cohorts_open_for_signup
+from cohorts.selectors import cohort_has_groups, cohort_next_weekly_email, cohort_week_number, cohorts_open_for_signup
 from signups.models import Enrollment, Learner
 from signups.tokens import CONFIRMATION_MAX_AGE, TokenInvalid, confirmation_token_read, learner_token_read
 
@@ -35,7 +38,7 @@ def enrollment_from_confirmation_token(token: str) -> Enrollment:
 
 def enrollment_current(learner: Learner, course: Course | None = None) -> Enrollment | None:
     """The learner's current (pending, active or paused) enrollment, in `course` if given."""
-    enrollments = learner.enrollments.filter(status__in=Enrollment.CURRENT).select_related("course", "cohort")
+    enrollments = learner.enrollments.filter(status__in=Enrollment.CURRENT).select_related("course", "cohort", "group")
     if course is not None:
         enrollments = enrollments.filter(course=course)
     return enrollments.order_by("-created_at").first()
@@ -153,3 +156,119 @@ def enrollments_current_of(learner_ids, cohort_ids) -> dict[tuple[int, int], Enr
         learner__in=learner_ids, cohort__in=cohort_ids, status__in=Enrollment.CURRENT
     ).select_related("learner", "group", "switched_from")
     return {(enrollment.learner_id, enrollment.cohort_id): enrollment for enrollment in enrollments}
+
+
+# --- The learner's own page: where they stand -------------------------------------------------------
+
+
+def learner_today(learner: Learner, now: datetime.datetime) -> datetime.date:
+    """The date on the learner's own calendar: their weeks begin, and their emails arrive, by it."""
+    try:
+        zone = zoneinfo.ZoneInfo(learner.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = datetime.UTC  # a name we no longer know (an old import, say): UTC is never far wrong
+    return now.astimezone(zone).date()
+
+
+@dataclass(frozen=True)
+class GroupOverview:
+    name: str
+    discussion_url: str  # "" when the group has no place of its own to talk
+    members: list[dict]  # the learner's group mates (not themself): first_name, timezone
+
+
+@dataclass(frozen=True)
+class NextEmail:
+    week_number: int
+    due_on: datetime.date
+    is_today: bool
+
+
+@dataclass(frozen=True)
+class EnrollmentOverview:
+    """Where a learner stands in their round, as plain data for their own page.
+
+    stage: "waitlist" (no round yet), "before" (the round starts later), "running", "finished".
+    group_state: "grouped" (see `group`), "on_their_own" (they want no group), "after_confirming"
+    (grouped once they confirm), "to_be_formed" (on `groups_formed_on`), "forming" (its day has
+    come), "placing" (the round's groups are formed: they are placed shortly), "in_their_round"
+    (waitlisted: a group comes with the round), "none" (the round is over and they had none).
+    next_step: "confirm", "wait_for_round", "resume", "week_email" (see `next_email`),
+    "last_week" (every email has come; the round ends on `end_date`), "over".
+    """
+
+    stage: Literal["waitlist", "before", "running", "finished"]
+    cohort_name: str = ""
+    start_date: datetime.date | None = None
+    end_date: datetime.date | None = None
+    week_number: int | None = None
+    week_count: int | None = None
+    group_state: Literal[
+        "grouped", "on_their_own", "after_confirming", "to_be_formed", "forming", "placing", "in_their_round", "none"
+    ] = "in_their_round"
+    group: GroupOverview | None = None
+    groups_formed_on: datetime.date | None = None
+    next_step: Literal["confirm", "wait_for_round", "resume", "week_email", "last_week", "over"] = "wait_for_round"
+    next_email: NextEmail | None = None
+
+
+def enrollment_overview(enrollment: Enrollment, today: datetime.date) -> EnrollmentOverview:
+    """Where the enrollment stands on `today` (the learner's own date, see learner_today): its
+    round's stage and week, the learner's group (its name, discussion link and the other
+    members) or when they will have one, and what comes next.
+
+    `enrollment` comes with its cohort and group loaded (enrollment_current). At most one
+    query: the group's members, or whether the round's groups are formed.
+    """
+    pending = enrollment.status == Enrollment.Status.PENDING
+    cohort = enrollment.cohort
+    if cohort is None:
+        group_state = "in_their_round" if enrollment.wants_group else "on_their_own"
+        return EnrollmentOverview(stage="waitlist", group_state=group_state, next_step="confirm" if pending else "wait_for_round")
+    if today < cohort.start_date:
+        stage = "before"
+    elif today > cohort.end_date:
+        stage = "finished"
+    else:
+        stage = "running"
+    group_state, group = _group_of(enrollment, cohort, stage, today)
+    next_email = None
+    if pending:
+        next_step = "confirm"
+    elif stage == "finished":
+        next_step = "over"  # paused or not: nothing is left to resume
+    elif enrollment.status == Enrollment.Status.PAUSED:
+        next_step = "resume"
+    elif (due := cohort_next_weekly_email(cohort, today)) is not None:
+        next_step, next_email = "week_email", NextEmail(week_number=due[0], due_on=due[1], is_today=due[1] == today)
+    else:
+        next_step = "last_week"
+    return EnrollmentOverview(
+        stage=stage, cohort_name=cohort.name, start_date=cohort.start_date, end_date=cohort.end_date,
+        week_number=cohort_week_number(cohort, today) if stage == "running" else None, week_count=cohort.week_count,
+        group_state=group_state, group=group,
+        groups_formed_on=cohort.groups_formation_date if group_state == "to_be_formed" else None,
+        next_step=next_step, next_email=next_email,
+    )
+
+
+def _group_of(enrollment: Enrollment, cohort: Cohort, stage: str, today: datetime.date) -> tuple[str, GroupOverview | None]:
+    """The learner's group_state and group (see EnrollmentOverview); at most one query."""
+    if not enrollment.wants_group:
+        return "on_their_own", None
+    group = enrollment.group
+    # A group merged away by re-forming, or one of a round they left, is not theirs any more.
+    if group is not None and group.dissolved_at is None and group.cohort_id == cohort.pk:
+        others = [
+            {"first_name": member["first_name"], "timezone": member["timezone"]}
+            for member in group_members([group.pk])[group.pk] if member["enrollment"] != enrollment.pk
+        ]
+        return "grouped", GroupOverview(name=group.name, discussion_url=group.discussion_url, members=others)
+    if stage == "finished":
+        return "none", None
+    if enrollment.status == Enrollment.Status.PENDING:
+        return "after_confirming", None
+    # Whoever comes after formation is placed at once; formation itself runs on its day (the beat job).
+    if cohort_has_groups(cohort):
+        return "placing", None
+    return ("forming" if cohort.groups_formation_date <= today else "to_be_formed"), None

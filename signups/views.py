@@ -18,13 +18,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from cohorts.selectors import cohort_by_slug, cohort_week_number, course_featured
+from cohorts.selectors import cohort_by_slug, course_featured
 from signups import services
 from signups.forms import SignupForm
 from signups.models import Enrollment, timezone_names
 from signups.selectors import (
     cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_from_confirmation_token,
-    enrollment_learner_email, learner_from_token,
+    enrollment_learner_email, enrollment_overview, learner_from_token, learner_today,
 )
 from signups.services import CohortFull, Signup, SignupRefused
 from signups.tokens import TokenExpired, TokenInvalid, learner_token
@@ -174,13 +174,13 @@ def manage(request, token):
     if problem:
         return problem
     now = timezone.now()
-    today = now.date()
     enrollment = enrollment_current(learner)
     context = {
         "learner": learner,
         "token": token,
         "enrollment": enrollment,
-        "week_number": cohort_week_number(enrollment.cohort, today) if enrollment and enrollment.cohort else None,
+        # The round as the learner lives it (their own date); signup windows go by the site's clock, as switching does.
+        "overview": enrollment_overview(enrollment, learner_today(learner, now)) if enrollment else None,
         "switch_to": list(cohorts_to_switch_to(enrollment, now)) if enrollment else [],
     }
     return render(request, "signups/manage.html", context)

@@ -1,9 +1,13 @@
 """Organizers edit a course and its weeks in the real Django admin."""
 
+import datetime
+
 import pytest
+from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from cohorts.models import Course, Week
+from cohorts.models import Cohort, Course, Week
+from cohorts.services import course_week_count_change
 from cohorts.tests.factories import CohortFactory, CourseFactory, WeekFactory
 
 pytestmark = pytest.mark.django_db
@@ -98,6 +102,67 @@ def test_shrinking_a_course_below_its_weeks_is_refused(admin_client):
     assert "Week 3 is outside this course, which has weeks 1 to 2." in inline_errors(response)
     course.refresh_from_db()
     assert course.week_count == 3
+
+
+@pytest.fixture
+def rounds_of_an_eight_week_course(clock):
+    """A finished round, a running one, one starting today and two yet to start, of one 8-week course."""
+    course = CourseFactory(week_count=8, slug="eight-weeks")
+    today = clock.today()
+    for name, start in [("Round 0", today - datetime.timedelta(weeks=20)), ("Round 1", today - datetime.timedelta(weeks=2)),
+                        ("Round 1b", today), ("Round 2", today + datetime.timedelta(days=1)),
+                        ("Round 3", today + datetime.timedelta(weeks=5))]:
+        CohortFactory(course=course, name=name, start_date=start)
+    return course
+
+
+def week_counts(course) -> dict[str, int]:
+    return dict(Cohort.objects.filter(course=course).values_list("name", "week_count"))
+
+
+@pytest.mark.clock("2026-11-23T12:00:00Z")  # midday: "today" and "tomorrow" stay put
+@pytest.mark.parametrize("new_count", [10, 6])
+def test_a_new_length_reaches_only_the_rounds_that_have_not_started(admin_client, rounds_of_an_eight_week_course, new_count):
+    course = rounds_of_an_eight_week_course
+    url = reverse("admin:cohorts_course_change", args=[course.pk])
+
+    response = admin_client.post(url, course_form([], week_count=new_count, slug=course.slug), follow=True)
+
+    assert response.redirect_chain, response.context["adminform"].form.errors
+    assert week_counts(course) == {"Round 0": 8, "Round 1": 8, "Round 1b": 8, "Round 2": new_count, "Round 3": new_count}
+    assert [str(message) for message in get_messages(response.wsgi_request)][0] == (
+        f"2 rounds that have not started now have {new_count} weeks; "
+        "Round 0, finished, keeps 8; Round 1, running, keeps 8; Round 1b, running, keeps 8."
+    )
+
+
+@pytest.mark.clock("2026-11-23T12:00:00Z")  # midday: "today" and "tomorrow" stay put
+def test_saving_a_course_without_changing_its_length_says_nothing_of_rounds(admin_client, rounds_of_an_eight_week_course):
+    course = rounds_of_an_eight_week_course
+    url = reverse("admin:cohorts_course_change", args=[course.pk])
+
+    response = admin_client.post(url, course_form([], week_count=8, slug=course.slug, title="Renamed"), follow=True)
+
+    assert not any("weeks" in str(message) for message in get_messages(response.wsgi_request))
+    assert set(week_counts(course).values()) == {8}
+
+
+@pytest.mark.clock("2026-11-23T12:00:00Z")  # midday: "today" and "tomorrow" stay put
+def test_the_change_is_idempotent_and_names_one_round_in_the_singular(rounds_of_an_eight_week_course, clock):
+    from cohorts.admin import week_count_change_message
+
+    course = rounds_of_an_eight_week_course
+    Cohort.objects.filter(name__in=["Round 0", "Round 1b", "Round 3"]).delete()
+    course.week_count = 9
+    course.save()
+
+    first = course_week_count_change(course, clock.today())
+    again = course_week_count_change(course, clock.today())
+
+    assert week_counts(course) == {"Round 1": 8, "Round 2": 9}
+    assert week_count_change_message(first, clock.today()) == week_count_change_message(again, clock.today()) == (
+        "1 round that has not started now has 9 weeks; Round 1, running, keeps 8."
+    )
 
 
 def test_a_bad_link_line_is_reported_with_its_line_number(admin_client):

@@ -71,6 +71,39 @@ def test_a_running_cohort_can_still_be_edited(admin_client, clock):
     assert response.status_code == 302, field_errors(response)
 
 
+def change_form_of(cohort, **changes) -> dict:
+    return cohort_form(cohort.course, slug=cohort.slug, name=cohort.name, start_date=cohort.start_date,
+                       signup_opens_on=cohort.signup_opens_on, signup_closes_on=cohort.signup_closes_on) | changes
+
+
+@pytest.mark.parametrize("started_weeks_ago", [2, 0])  # 0: it starts today, so it has started
+@pytest.mark.parametrize("moved_by", [datetime.timedelta(weeks=1), -datetime.timedelta(days=1)])
+def test_the_start_of_a_round_that_has_started_cannot_move(admin_client, clock, started_weeks_ago, moved_by):
+    cohort = CohortFactory(start_date=clock.today() - datetime.timedelta(weeks=started_weeks_ago))
+    url = reverse("admin:cohorts_cohort_change", args=[cohort.pk])
+
+    response = admin_client.post(url, change_form_of(cohort, start_date=cohort.start_date + moved_by))
+
+    assert response.status_code == 200
+    [error] = field_errors(response)["start_date"]
+    assert f"This round started on {cohort.start_date:%A %-d %B %Y}: its start date can no longer move." in error
+    assert "tick “Sending paused”" in error and "start a new round" in error
+    assert Cohort.objects.get().start_date == cohort.start_date
+
+
+def test_a_round_that_has_not_started_can_still_be_moved_but_not_into_the_past(admin_client, clock):
+    today = clock.today()
+    cohort = CohortFactory(start_date=today + datetime.timedelta(days=10), signup_opens_on=today)
+    url = reverse("admin:cohorts_cohort_change", args=[cohort.pk])
+
+    into_the_past = admin_client.post(url, change_form_of(cohort, start_date=today - datetime.timedelta(days=1)))
+    later = admin_client.post(url, change_form_of(cohort, start_date=cohort.start_date + datetime.timedelta(weeks=1)))
+
+    assert "cannot be moved into the past" in " ".join(field_errors(into_the_past)["start_date"])
+    assert later.status_code == 302, field_errors(later)
+    assert Cohort.objects.get().start_date == cohort.start_date + datetime.timedelta(weeks=1)
+
+
 def test_status_follows_the_dates():
     cohort = CohortFactory(start_date=datetime.date(2026, 12, 7), signup_opens_on=datetime.date(2026, 11, 23))
     assert cohort.status_on(datetime.date(2026, 11, 22)) == CohortStatus.DRAFT

@@ -128,6 +128,42 @@ def test_a_week_with_everything_shows_every_section(demo):
     assert "Grace (America/New_York)" in email.text
 
 
+def with_group_link(context: dict, url: str, week_discussion: bool = True) -> dict:
+    week = context["week"] | ({} if week_discussion else {"discussion": None})
+    return context | {"group": context["group"] | {"discussion_url": url}, "week": week}
+
+
+def test_the_weekly_default_sends_a_group_to_its_place_or_says_it_has_none(demo):
+    version = week_template(demo, 3).current_version
+
+    linked = render(version, readable_context()).text
+    unlinked = render(version, with_group_link(readable_context(), "")).text
+    nowhere = render(version, with_group_link(readable_context(), "", week_discussion=False)).text
+
+    assert ("Alan (Europe/London), is the place for questions, answers and encouragement.\n\n"
+            "Meet them here: [Group 1](https://example.org/g1).\n\n") in linked
+    assert "is the place for questions" not in unlinked + nowhere and "Meet them here" not in unlinked + nowhere
+    honest = "Alan (Europe/London), has no place of its own to talk yet, and you cannot write to it by email yet either."
+    assert (f"{honest}\n\nUntil it has, bring your questions to this week's discussion, below.\n\n"
+            "Everyone taking the course, in every round, meets at [A link](https://example.org/).") in unlinked
+    assert f"{honest}\n\n## Your own pace" in nowhere
+
+
+def test_the_group_introduction_default_says_when_the_group_has_nowhere_to_talk(demo):
+    version = EmailTemplate.objects.get(course=demo, cohort=None, kind=EmailKind.GROUP_INTRO).current_version
+
+    linked = render(version, readable_context()).text
+    unlinked = render(version, with_group_link(readable_context(), "")).text
+    nowhere = render(version, with_group_link(readable_context(), "", week_discussion=False)).text
+
+    assert "Say hello in your group's space: [Group 1](https://example.org/g1)." in linked and "no place" not in linked
+    assert "Say hello" not in unlinked
+    honest = "Your group has no place of its own to talk yet, and you cannot write to it by email yet either."
+    assert (f"{honest}\n\nUntil it has, bring your questions to [A link](https://example.org/), where everyone taking "
+            "the course meets.\n\nYour first weekly email") in unlinked
+    assert f"{honest}\n\nYour first weekly email" in nowhere
+
+
 def test_the_defaults_for_all_eight_weeks_render_for_a_real_learner(demo, clock):
     cohort = Cohort.objects.get(slug="gentle-python-round-1")
     enrollment = EnrollmentFactory(cohort=cohort, learner__first_name="Hedy", learner__timezone="Europe/Vienna")

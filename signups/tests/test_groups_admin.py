@@ -1,15 +1,20 @@
 """Organizers form and re-form groups from the cohort's admin page, the command and the beat job."""
 
 import datetime
+import logging
+import re
 import zoneinfo
 from io import StringIO
 
 import pytest
+from django.contrib import messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from cohorts.models import StudyGroup
+from cohorts.tests.factories import CohortFactory
 from signups.models import Enrollment
 from signups.services import enrollment_leave
 from signups.tasks import groups_form_due
@@ -102,3 +107,119 @@ def test_by_default_groups_form_the_day_before_the_start(next_cohort, today):
     groups_form_due.apply()
 
     assert StudyGroup.objects.filter(cohort=next_cohort).count() == 1
+
+
+# --- No group without a place to talk ---------------------------------------------------------------
+
+
+def cohort_change(cohort, **changes) -> dict:
+    """The cohort's admin form as it stands, with `changes`."""
+    fields = ["name", "slug", "start_date", "capacity", "signup_opens_on", "signup_closes_on", "send_weekday", "send_time",
+              "group_size_min", "group_size_target", "group_size_max", "groups_form_on", "discussion_url_pattern"]
+    data = {name: "" if getattr(cohort, name) is None else getattr(cohort, name) for name in fields}
+    return data | {"course": cohort.course_id} | changes
+
+
+def form_groups_from_the_admin(admin_client, cohort):
+    response = admin_client.post(
+        reverse("admin:cohorts_cohort_changelist"), {"action": "form_groups", ACTION_CHECKBOX_NAME: [cohort.pk]}, follow=True
+    )
+    return [(message.level, str(message)) for message in get_messages(response.wsgi_request)]
+
+
+def test_forming_groups_with_nowhere_to_talk_warns_the_organizer(admin_client, next_cohort):
+    enroll(next_cohort, 8)
+
+    said = form_groups_from_the_admin(admin_client, next_cohort)
+
+    assert StudyGroup.objects.filter(cohort=next_cohort).count() == 1  # a warning, not a refusal
+    warnings = [text for level, text in said if level == messages.WARNING]
+    assert warnings == [
+        f"{next_cohort}: its study groups have no place to talk, because the round has no group discussion link. "
+        "Add one on the round's page (Study groups) and save: each group then gets its own link."
+    ]
+
+
+def test_forming_groups_with_a_discussion_link_does_not_warn(admin_client, next_cohort):
+    next_cohort.discussion_url_pattern = "https://forum.example.org/c/{group}"
+    next_cohort.save()
+    enroll(next_cohort, 8)
+
+    said = form_groups_from_the_admin(admin_client, next_cohort)
+
+    assert [level for level, _ in said] == [messages.INFO]  # the quality report only
+    assert StudyGroup.objects.get(cohort=next_cohort).discussion_url == f"https://forum.example.org/c/{next_cohort.slug}-g1"
+
+
+def test_the_beat_job_logs_a_warning_for_groups_with_nowhere_to_talk(next_cohort, later_cohort, today, caplog):
+    for cohort, pattern in [(next_cohort, ""), (later_cohort, "https://forum.example.org/c/{group}")]:
+        cohort.groups_form_on, cohort.discussion_url_pattern = today, pattern
+        cohort.save()
+        enroll(cohort, 8)
+
+    with caplog.at_level(logging.WARNING, logger="signups.groups"):
+        groups_form_due.apply()
+
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert [record.getMessage() for record in warnings] == [
+        f"{next_cohort}: its study groups have no place to talk, because the round has no group discussion link. "
+        "Add one on the round's page (Study groups) and save: each group then gets its own link."
+    ]
+    assert StudyGroup.objects.filter(cohort__in=[next_cohort, later_cohort]).count() == 2
+
+
+def test_the_command_warns_too(next_cohort):
+    enroll(next_cohort, 8)
+    errors = StringIO()
+
+    call_command("form_groups", next_cohort.slug, stdout=StringIO(), stderr=errors)
+
+    assert "Warning: " in errors.getvalue() and "have no place to talk" in errors.getvalue()
+
+
+def place_to_talk_warning(page: str) -> str | None:
+    match = re.search(r'<ul class="messagelist" id="groups-place-to-talk-warning">\s*<li class="warning">(.*?)</li>', page, re.S)
+    return match.group(1) if match else None
+
+
+def test_the_cohorts_page_warns_before_and_after_formation_unless_the_round_is_over(admin_client, next_cohort, today):
+    url = reverse("admin:cohorts_cohort_change", args=[next_cohort.pk])
+    before = place_to_talk_warning(admin_client.get(url).content.decode())
+    enroll(next_cohort, 8)
+    form_groups_from_the_admin(admin_client, next_cohort)
+    after = admin_client.get(url).content.decode()
+
+    assert f"When its study groups are formed (due {next_cohort.groups_formation_date:%a %-d %b %Y})" in before
+    assert "they will have no place to talk" in before
+    assert "This round's study groups have no place to talk" in place_to_talk_warning(after)
+    # Near the groups: after the Study groups fieldset, before the learners and their groups.
+    assert after.index("Group discussion link") < after.index("groups-place-to-talk-warning") < after.index("Learners and study groups")
+
+    # A finished round is past helping.
+    finished = CohortFactory(course=next_cohort.course, start_date=today - datetime.timedelta(weeks=20))
+    page = admin_client.get(reverse("admin:cohorts_cohort_change", args=[finished.pk])).content.decode()
+    assert place_to_talk_warning(page) is None and "Finished" in page
+
+
+def test_adding_the_link_later_gives_the_formed_groups_theirs_and_keeps_a_hand_set_one(admin_client, next_cohort):
+    enroll(next_cohort, 20)
+    form_groups_from_the_admin(admin_client, next_cohort)
+    first, second = StudyGroup.objects.filter(cohort=next_cohort).order_by("number")
+    second.discussion_url = "https://chat.example.org/our-own-room"
+    second.save()
+    url = reverse("admin:cohorts_cohort_change", args=[next_cohort.pk])
+
+    response = admin_client.post(url, cohort_change(next_cohort, discussion_url_pattern="https://forum.example.org/c/{group}"), follow=True)
+
+    assert response.redirect_chain, response.context["adminform"].form.errors
+    assert f"{next_cohort.name}: discussion links given to 1 group." in [str(m) for m in get_messages(response.wsgi_request)]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.discussion_url == f"https://forum.example.org/c/{first.slug}"
+    assert second.discussion_url == "https://chat.example.org/our-own-room"
+    assert place_to_talk_warning(admin_client.get(url).content.decode()) is None
+
+    # Changed again: the groups that followed the old link follow the new one.
+    admin_client.post(url, cohort_change(next_cohort, discussion_url_pattern="https://talk.example.org/{group}"))
+    first.refresh_from_db()
+    assert first.discussion_url == f"https://talk.example.org/{first.slug}"

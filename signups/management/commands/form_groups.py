@@ -1,8 +1,11 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from cohorts.selectors import cohort_by_slug
-from signups.groups import GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform
+from cohorts.selectors import cohort_by_slug, cohort_groups_have_place_to_talk
+from signups.groups import (
+    GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform,
+    groups_without_place_to_talk_warning,
+)
 
 
 class Command(BaseCommand):
@@ -28,6 +31,8 @@ class Command(BaseCommand):
                 raise CommandError(f"{cohort} has groups already. Use --reform to merge groups that shrank.") from None
             except NoLearnersToGroup:
                 raise CommandError(f"{cohort} has no confirmed learner who wants a group: nothing changed.") from None
+        if not cohort_groups_have_place_to_talk(cohort):
+            self.stderr.write(f"Warning: {groups_without_place_to_talk_warning(cohort)}")
         self.stdout.write(f"{'group':<12} {'size':>4} {'spread h':>8}  experience")
         for row in quality.groups:
             levels = ", ".join(f"{level} {count}" for level, count in sorted(row.experience.items()))
