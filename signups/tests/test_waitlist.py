@@ -1,0 +1,301 @@
+"""The waitlist moves: a round that opens invites everyone waiting for it, once, and one click joins it."""
+
+import datetime
+import logging
+import re
+import threading
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core import mail
+from django.core.mail.backends.locmem import EmailBackend
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from cohorts.tests.factories import CohortFactory, CourseFactory
+from mooc.permissions import VIEWER
+from signups import services
+from signups.models import Enrollment, Learner
+from signups.selectors import cohorts_with_waitlist_to_invite, enrollments_mailable, enrollments_to_invite
+from signups.services import (
+    enrollment_leave, learner_erase, learner_links, learner_unsubscribe, learners_move_to_cohort, waitlist_invite,
+    waitlist_join_url,
+)
+from signups.tasks import waitlist_invite_cohort, waitlist_invite_due
+from signups.tests.factories import EnrollmentFactory
+from signups.tokens import confirmation_token, learner_token, waitlist_invitation_token
+
+pytestmark = pytest.mark.django_db
+
+
+def waiting(course, status=Enrollment.Status.ACTIVE, **learner) -> Enrollment:
+    """A learner on the course's waitlist (confirmed, unless `confirmed_at=None` says otherwise)."""
+    return EnrollmentFactory(
+        cohort=None, course=course, status=status, **{f"learner__{name}": value for name, value in learner.items()}
+    )
+
+
+def recipients() -> list[str]:
+    return sorted(address for message in mail.outbox for address in message.to)
+
+
+def join_path(enrollment, cohort) -> str:
+    return waitlist_join_url(enrollment.pk, cohort.pk).removeprefix("http://testserver")
+
+
+class RefusingBackend(EmailBackend):
+    """The locmem backend, except that the provider refuses the addresses in `refused`."""
+
+    refused: set[str] = set()
+
+    def send_messages(self, messages):
+        for message in messages:
+            if set(message.to) & self.refused:
+                raise ConnectionError("the provider hung up")
+        return super().send_messages(messages)
+
+
+@pytest.fixture
+def refusing(settings):
+    settings.EMAIL_BACKEND = f"{__name__}.RefusingBackend"
+    RefusingBackend.refused = set()
+    yield RefusingBackend.refused
+    RefusingBackend.refused = set()
+
+
+# --- Who is invited, and how often ---------------------------------------------------------------
+
+
+def test_a_round_open_for_signup_invites_each_confirmed_learner_waiting_for_it(course, next_cohort, running_cohort, clock):
+    invited = [
+        waiting(course, email="ada@example.org"),
+        waiting(course, email="grace@example.org"),
+        waiting(course, status=Enrollment.Status.PAUSED, email="paused@example.org"),
+    ]
+    waiting(course, status=Enrollment.Status.PENDING, confirmed_at=None, email="unconfirmed@example.org")
+    waiting(course, email="unsubscribed@example.org", unsubscribed_at=clock.now())
+    waiting(course, status=Enrollment.Status.LEFT, email="left@example.org")
+    EnrollmentFactory(cohort=running_cohort, learner__email="in-a-round@example.org")
+    waiting(CourseFactory(), email="other-course@example.org")
+    now = clock.now()
+
+    assert waitlist_invite(next_cohort, now) == 3
+
+    assert recipients() == ["ada@example.org", "grace@example.org", "paused@example.org"]
+    for enrollment in invited:
+        enrollment.refresh_from_db()
+        assert (enrollment.invited_to, enrollment.invited_at) == (next_cohort, now)
+        assert enrollment.is_waitlisted  # invited, not moved: their click moves them
+
+
+def test_a_rerun_invites_nobody_again(course, next_cohort, clock):
+    waiting(course)
+    waiting(course)
+    assert waitlist_invite(next_cohort, clock.now()) == 2
+
+    clock.shift(datetime.timedelta(minutes=15))
+    assert waitlist_invite(next_cohort, clock.now()) == 0
+    assert waitlist_invite(next_cohort, clock.now()) == 0
+
+    assert len(mail.outbox) == 2
+
+
+def test_each_new_round_invites_again_and_never_back_to_an_earlier_one(course, next_cohort, later_cohort, clock):
+    enrollment = waiting(course)
+
+    assert waitlist_invite(next_cohort, clock.now()) == 1
+    assert waitlist_invite(later_cohort, clock.now()) == 1
+    # Two rounds open at once: the earlier one does not take the invitation back, and so on.
+    assert waitlist_invite(next_cohort, clock.now()) == 0
+    assert waitlist_invite(later_cohort, clock.now()) == 0
+
+    assert [message.subject.split(" of ")[0] for message in mail.outbox] == ["Round 2", "Round 3"]
+    enrollment.refresh_from_db()
+    assert enrollment.invited_to == later_cohort
+
+
+def test_a_round_whose_signup_is_not_open_invites_nobody(course, running_cohort, clock):
+    waiting(course)
+    assert waitlist_invite(running_cohort, clock.now()) == 0
+    assert mail.outbox == []
+    assert Enrollment.objects.get().invited_to is None
+
+
+def test_a_failed_send_is_logged_released_and_tried_again_by_the_next_run(course, next_cohort, clock, refusing, caplog):
+    waiting(course, email="ada@example.org")
+    bounced = waiting(course, email="grace@example.org")
+    refusing.add("grace@example.org")
+
+    with caplog.at_level(logging.ERROR, logger="signups.services"):
+        assert waitlist_invite(next_cohort, clock.now()) == 1
+
+    assert recipients() == ["ada@example.org"]
+    assert "Could not send the invitation" in caplog.text
+    bounced.refresh_from_db()
+    assert (bounced.invited_to, bounced.invited_at) == (None, None)  # released
+
+    refusing.clear()
+    clock.shift(datetime.timedelta(minutes=15))
+    assert waitlist_invite(next_cohort, clock.now()) == 1
+    assert recipients() == ["ada@example.org", "grace@example.org"]
+
+
+def test_a_failed_send_puts_back_the_invitation_it_replaced(course, next_cohort, later_cohort, clock, refusing):
+    enrollment = waiting(course, email="ada@example.org")
+    first_invited_at = clock.now()
+    waitlist_invite(next_cohort, first_invited_at)
+    refusing.add("ada@example.org")
+
+    clock.shift(datetime.timedelta(minutes=15))
+    assert waitlist_invite(later_cohort, clock.now()) == 0
+
+    enrollment.refresh_from_db()
+    assert (enrollment.invited_to, enrollment.invited_at) == (next_cohort, first_invited_at)
+    # So the earlier round still does not invite them twice, and the later one tries again.
+    refusing.clear()
+    assert waitlist_invite(next_cohort, clock.now()) == 0
+    assert waitlist_invite(later_cohort, clock.now()) == 1
+
+
+def test_a_second_claim_at_the_very_same_moment_claims_nobody(course, next_cohort, clock):
+    """Two runs one after the other, with the same `now`: the claim is the guard, not the time."""
+    waiting(course)
+    waiting(course)
+    now = clock.now()
+
+    assert waitlist_invite(next_cohort, now) == 2
+    assert waitlist_invite(next_cohort, now) == 0
+    assert len(mail.outbox) == 2
+
+
+def test_the_claim_refuses_what_another_run_claimed_after_this_one_read(course, next_cohort, clock, monkeypatch):
+    """Where rows are not locked, a read can be stale: the conditional UPDATE then skips what the
+    other run claimed in between, and only what it wrote itself is mailed."""
+    taken = waiting(course, email="taken@example.org")
+    waiting(course, email="ours@example.org")
+    rival_moment = clock.now()
+    clock.shift(datetime.timedelta(seconds=1))
+    real_read = services.enrollments_to_invite
+
+    def read_then_rival_claims(cohort):
+        ids = list(real_read(cohort).values_list("pk", flat=True))
+        Enrollment.objects.filter(pk=taken.pk).update(invited_to=cohort, invited_at=rival_moment)
+        return Enrollment.objects.filter(pk__in=ids).select_related("learner").order_by("pk")
+
+    monkeypatch.setattr(services, "enrollments_to_invite", read_then_rival_claims)
+
+    assert waitlist_invite(next_cohort, clock.now()) == 1
+
+    assert recipients() == ["ours@example.org"]
+    taken.refresh_from_db()
+    assert taken.invited_at == rival_moment
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_runs_at_the_same_moment_invite_each_learner_once(course, next_cohort, clock, monkeypatch):
+    """Two workers on PostgreSQL, in several interleaved batches each, with the very same `now`:
+    the locked claim, not the time, tells them apart."""
+    monkeypatch.setattr(services, "WAITLIST_INVITE_BATCH", 7)
+    for number in range(20):
+        waiting(course, email=f"waiting{number}@example.org")
+    now = clock.now()
+    start = threading.Barrier(2)
+    sent, errors = [], []
+
+    def run():
+        try:
+            start.wait(timeout=10)
+            sent.append(waitlist_invite(next_cohort, now))
+        except Exception as error:  # noqa: BLE001 - reported below, with the thread's error
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert errors == []
+    assert sum(sent) == 20
+    assert recipients() == sorted(f"waiting{number}@example.org" for number in range(20))
+    assert Enrollment.objects.filter(invited_to=next_cohort, invited_at=now).count() == 20
+
+
+def test_inviting_a_longer_waitlist_takes_no_more_queries(course, next_cohort, clock):
+    def queries_to_invite(count: int) -> int:
+        cohort = CohortFactory(course=course, start_date=next_cohort.start_date)
+        for _ in range(count):
+            waiting(course)
+        with CaptureQueriesContext(connection) as queries:
+            assert waitlist_invite(cohort, clock.now()) == count
+        Enrollment.objects.filter(cohort=None).update(status=Enrollment.Status.LEFT)
+        return len(queries)
+
+    assert queries_to_invite(3) == queries_to_invite(9)
+
+
+def test_a_long_waitlist_is_invited_in_batches(course, next_cohort, clock, monkeypatch):
+    monkeypatch.setattr(services, "WAITLIST_INVITE_BATCH", 2)
+    for _ in range(5):
+        waiting(course)
+
+    assert waitlist_invite(next_cohort, clock.now()) == 5
+    assert len(set(recipients())) == 5
+
+
+# --- The beat job --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def queued(monkeypatch):
+    """The cohorts the beat job queued invitations for; run them as a worker would."""
+    cohort_ids: list[int] = []
+    monkeypatch.setattr(waitlist_invite_cohort, "delay", cohort_ids.append)
+    return cohort_ids
+
+
+def test_the_beat_job_invites_each_round_that_opens_once(course, running_cohort, next_cohort, clock, queued):
+    waiting(course, email="ada@example.org")
+    opens_tomorrow = CohortFactory(
+        course=course, name="Round 4", start_date=clock.today() + datetime.timedelta(weeks=8),
+        signup_opens_on=clock.today() + datetime.timedelta(days=1),
+    )
+    CohortFactory(course=CourseFactory())  # open, but nobody waits for its course
+    full = CohortFactory(course=course, start_date=clock.today() + datetime.timedelta(weeks=6), capacity=1)
+    EnrollmentFactory(cohort=full)
+
+    waitlist_invite_due.apply()
+    assert queued == [next_cohort.pk]
+    for cohort_id in queued:
+        waitlist_invite_cohort.apply(args=[cohort_id])
+    assert [message.subject.split(" of ")[0] for message in mail.outbox] == ["Round 2"]
+
+    queued.clear()
+    waitlist_invite_due.apply()
+    assert queued == []  # nobody left to invite
+
+    clock.move_to(datetime.datetime.combine(opens_tomorrow.signup_opens_on, datetime.time(0, 5), datetime.UTC))
+    waitlist_invite_due.apply()
+    assert queued == [opens_tomorrow.pk]
+    waitlist_invite_cohort.apply(args=[opens_tomorrow.pk])
+    assert [message.subject.split(" of ")[0] for message in mail.outbox] == ["Round 2", "Round 4"]
+
+
+def test_rounds_opening_together_are_found_earliest_first(course, next_cohort, later_cohort, clock):
+    waiting(course)
+    assert cohorts_with_waitlist_to_invite(clock.now()) == [next_cohort, later_cohort]
+    waitlist_invite(next_cohort, clock.now())
+    assert cohorts_with_waitlist_to_invite(clock.now()) == [later_cohort]
+    waitlist_invite(later_cohort, clock.now())
+    assert cohorts_with_waitlist_to_invite(clock.now()) == []
+    assert list(enrollments_to_invite(next_cohort)) == []
+
+
+def test_the_queued_task_for_a_deleted_round_does_nothing(course):
+    waitlist_invite_cohort.apply(args=[987654])
+    assert mail.outbox == []
