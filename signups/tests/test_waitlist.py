@@ -299,3 +299,178 @@ def test_rounds_opening_together_are_found_earliest_first(course, next_cohort, l
 def test_the_queued_task_for_a_deleted_round_does_nothing(course):
     waitlist_invite_cohort.apply(args=[987654])
     assert mail.outbox == []
+
+
+# --- The email and its link ------------------------------------------------------------------------
+
+
+def test_the_invitation_names_the_round_and_its_link_joins_it(course, next_cohort, clock):
+    enrollment = waiting(course, first_name="Ada", email="ada@example.org")
+    waitlist_invite(next_cohort, clock.now())
+
+    [message] = mail.outbox
+    starts = f"{next_cohort.start_date:%A} {next_cohort.start_date.day} {next_cohort.start_date:%B %Y}"
+    assert message.to == ["ada@example.org"]
+    assert message.subject == "Round 2 of A Gentle Introduction to Python is open: join it with one click"
+    assert "Hello Ada" in message.body and starts in message.body
+    links = learner_links(enrollment.learner)
+    assert message.extra_headers["List-Unsubscribe"] == f"<{links['unsubscribe']}>"
+    assert message.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    join_url = re.search(r"http://testserver/waitlist/\S+/join/", message.body).group(0)
+    [(html, mime)] = message.alternatives
+    assert mime == "text/html" and f'href="{join_url}"' in html and "Join Round 2" in html and starts in html
+    assert links["manage"] in message.body and links["unsubscribe"] in html
+
+    # What a mail scanner does: open the link, without cookies. Nothing changes.
+    path = join_path(enrollment, next_cohort)
+    assert join_url.endswith(path)
+    scanned = Client().get(path)
+    assert Client().head(path).status_code == 200
+    assert scanned.status_code == 200 and "no-store" in scanned["Cache-Control"]
+    page = scanned.content.decode()
+    assert '<form method="post">' in page and ">Join Round 2</button>" in page and starts in page
+    enrollment.refresh_from_db()
+    assert enrollment.is_waitlisted
+
+    browser = Client(enforce_csrf_checks=True)
+    assert browser.post(path).status_code == 403  # the form is CSRF-protected
+    browser.get(path)
+    clicked_at = clock.now()
+    joined = browser.post(path, {"csrfmiddlewaretoken": browser.cookies["csrftoken"].value})
+
+    assert joined.status_code == 200 and "no-store" in joined["Cache-Control"]
+    page = joined.content.decode()
+    assert "You are in Round 2!" in page and starts in page
+    assert f'href="/me/{learner_token(enrollment.learner.public_id)}/"' in page
+    enrollment.refresh_from_db()
+    assert enrollment.cohort == next_cohort and enrollment.status == Enrollment.Status.ACTIVE
+    assert clicked_at <= enrollment.mailable_since <= clock.now()  # its welcome and weeks are due from the click
+    assert list(enrollments_mailable(next_cohort)) == [enrollment]
+    assert Enrollment.objects.count() == 1  # the same enrollment, now in the round
+
+
+def test_joining_twice_says_you_are_in_already(client, course, next_cohort):
+    enrollment = waiting(course)
+    path = join_path(enrollment, next_cohort)
+
+    first = client.post(path)
+    second = client.post(path)
+    opened_again = client.get(path)
+
+    assert "You are in Round 2!" in first.content.decode()
+    assert "You are already in Round 2" in second.content.decode()
+    assert "You are already in Round 2" in opened_again.content.decode()
+    assert Enrollment.objects.get().cohort == next_cohort
+
+
+def test_a_paused_learner_joins_paused(client, course, next_cohort):
+    enrollment = waiting(course, status=Enrollment.Status.PAUSED)
+
+    page = client.post(join_path(enrollment, next_cohort)).content.decode()
+
+    assert "Your emails are paused" in page
+    enrollment.refresh_from_db()
+    assert enrollment.cohort == next_cohort and enrollment.status == Enrollment.Status.PAUSED
+    assert enrollment.mailable_since is None
+    assert list(enrollments_mailable(next_cohort)) == []
+
+
+# --- What can go wrong: always a page that says what happened, never a 500 ----------------------------
+
+
+@pytest.mark.parametrize(
+    "make_token",
+    [
+        lambda: "not-a-token",
+        lambda: waitlist_invitation_token(1, 2)[:-3] + "abc",
+        lambda: confirmation_token(1),
+    ],
+    ids=["forged", "altered", "another kind of link"],
+)
+def test_a_forged_link_says_it_does_not_work(client, make_token):
+    token = make_token()
+    for response in (client.get(f"/waitlist/{token}/join/"), client.post(f"/waitlist/{token}/join/")):
+        assert response.status_code == 400
+        assert "This link does not work" in response.content.decode()
+
+
+def test_the_link_of_an_erased_learner_or_a_deleted_round_does_not_work(client, course, next_cohort, later_cohort, clock):
+    erased = waiting(course)
+    path = join_path(erased, next_cohort)
+    learner_erase(erased.learner, clock.today())
+    other = waiting(course)
+    gone_round = join_path(other, later_cohort)
+    later_cohort.delete()
+
+    for link in (path, gone_round):
+        assert client.get(link).status_code == 400
+        assert client.post(link).status_code == 400
+    assert Enrollment.objects.get().is_waitlisted
+
+
+def test_a_full_round_says_so_and_they_stay_on_the_waitlist(client, course, next_cohort):
+    next_cohort.capacity = 1
+    next_cohort.save()
+    first, second = waiting(course), waiting(course)
+    path = join_path(second, next_cohort)
+    assert ">Join Round 2</button>" in client.get(path).content.decode()  # a seat is left, for now
+
+    client.post(join_path(first, next_cohort))  # someone else clicks first
+    opened = client.get(path)
+    refused = client.post(path)
+
+    for response, status in ((opened, 200), (refused, 409)):
+        page = response.content.decode()
+        assert response.status_code == status
+        assert "Round 2 is full" in page and "still on the waitlist" in page and "<button" not in page
+    second.refresh_from_db()
+    assert second.is_waitlisted and second.status == Enrollment.Status.ACTIVE
+
+
+def test_after_the_round_s_signup_closes_the_link_says_so(client, course, next_cohort, clock):
+    enrollment = waiting(course)
+    path = join_path(enrollment, next_cohort)
+    clock.move_to(datetime.datetime.combine(next_cohort.signup_closes_on, datetime.time(12), datetime.UTC) + datetime.timedelta(days=1))
+
+    refused = client.post(path)
+
+    page = refused.content.decode()
+    assert refused.status_code == 409
+    assert "Signup for Round 2 has closed" in page and "still on the waitlist" in page
+    assert "Signup for Round 2 has closed" in client.get(path).content.decode()
+    enrollment.refresh_from_db()
+    assert enrollment.is_waitlisted
+
+
+def test_a_learner_who_left_is_told_so(client, course, next_cohort, clock):
+    enrollment = waiting(course)
+    enrollment_leave(enrollment, clock.now())
+
+    refused = client.post(join_path(enrollment, next_cohort))
+
+    assert refused.status_code == 409 and "You have left the course" in refused.content.decode()
+    assert not Enrollment.objects.filter(cohort=next_cohort).exists()
+
+
+def test_a_learner_who_unsubscribed_is_told_so(client, course, next_cohort, clock):
+    enrollment = waiting(course)
+    learner_unsubscribe(enrollment.learner, clock.now())
+
+    refused = client.post(join_path(enrollment, next_cohort))
+
+    assert refused.status_code == 409 and "You are unsubscribed" in refused.content.decode()
+    assert "You are unsubscribed" in client.get(join_path(enrollment, next_cohort)).content.decode()
+    assert not Enrollment.objects.filter(cohort=next_cohort).exists()
+
+
+def test_a_learner_in_another_round_by_now_is_pointed_to_their_page(client, course, next_cohort, later_cohort, clock):
+    enrollment = waiting(course)
+    learners_move_to_cohort(Learner.objects.all(), later_cohort, clock.now())  # an organizer moved them
+
+    refused = client.post(join_path(enrollment, next_cohort))
+
+    page = refused.content.decode()
+    assert refused.status_code == 409
+    assert "You are in another round already" in page and "Round 3" in page
+    assert f'href="/me/{learner_token(enrollment.learner.public_id)}/"' in page
+    assert Enrollment.objects.get(status__in=Enrollment.CURRENT).cohort == later_cohort
