@@ -474,3 +474,55 @@ def test_a_learner_in_another_round_by_now_is_pointed_to_their_page(client, cour
     assert "You are in another round already" in page and "Round 3" in page
     assert f'href="/me/{learner_token(enrollment.learner.public_id)}/"' in page
     assert Enrollment.objects.get(status__in=Enrollment.CURRENT).cohort == later_cohort
+
+
+# --- The organizers' view: how long the waitlist is ---------------------------------------------------
+
+
+def test_the_course_admin_shows_how_many_wait(admin_client, course, next_cohort, clock):
+    waiting(course)
+    waiting(course, status=Enrollment.Status.PAUSED)
+    waiting(course, status=Enrollment.Status.PENDING, confirmed_at=None)
+    waiting(course, status=Enrollment.Status.LEFT)
+    EnrollmentFactory(cohort=next_cohort)
+    other = CourseFactory(title="Another course")
+    waiting(other)
+
+    listing = admin_client.get(reverse("admin:cohorts_course_changelist"))
+
+    assert listing.status_code == 200
+    page = listing.content.decode()
+    assert "waiting on the waitlist" in page.lower()
+    assert {row.title: row.waitlist_size for row in listing.context["cl"].result_list} == {
+        "A Gentle Introduction to Python": 3, "Another course": 1,
+    }
+    change = admin_client.get(reverse("admin:cohorts_course_change", args=[course.pk]))
+    assert change.status_code == 200
+    assert re.search(r"Waiting on the waitlist:</label>\s*<div class=\"readonly\">3</div>", change.content.decode())
+    assert admin_client.get(reverse("admin:cohorts_course_add")).status_code == 200
+
+
+def test_the_course_list_costs_the_same_queries_however_many_courses(admin_client, course):
+    def queries_for_the_list() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(reverse("admin:cohorts_course_changelist")).status_code == 200
+        return len(queries)
+
+    waiting(course)
+    one = queries_for_the_list()
+    for _ in range(4):
+        waiting(CourseFactory())
+    assert queries_for_the_list() == one
+
+
+def test_a_viewer_sees_the_count_and_no_learner(course):
+    waiting(course)
+    viewer = User.objects.create_user("viewer", "viewer@staff.example", "a long and careful passphrase", is_staff=True)
+    viewer.groups.add(Group.objects.get(name=VIEWER))
+    client = Client()
+    client.force_login(viewer)
+
+    listing = client.get(reverse("admin:cohorts_course_changelist"))
+
+    assert listing.status_code == 200
+    assert [row.waitlist_size for row in listing.context["cl"].result_list] == [1]
