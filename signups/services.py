@@ -561,7 +561,10 @@ def _waitlist_invitations_claim(cohort: Cohort, now: datetime.datetime, after: i
 
 def _waitlist_invitation_send(enrollment: Enrollment, cohort: Cohort, now: datetime.datetime, previous: tuple) -> bool:
     """Mail one claimed invitation; False when it failed, which is logged and releases the claim."""
-    context = {"cohort": cohort, "course": cohort.course, "join_url": waitlist_join_url(enrollment.pk, cohort.pk)}
+    context = {
+        "cohort": cohort, "course": cohort.course, "today": now.date(),
+        "join_url": waitlist_join_url(enrollment.pk, cohort.pk),
+    }
     try:
         _render_and_send(enrollment.learner, "waitlist_invitation", context, learner_email_headers(enrollment.learner))
     except Exception:

@@ -16,6 +16,8 @@ from django.urls import reverse
 
 from cohorts.tests.factories import CohortFactory, CourseFactory
 from mooc.permissions import VIEWER
+from scheduler.models import EmailKind
+from scheduler.planning import deliveries_dispatch
 from signups import services
 from signups.models import Enrollment, Learner
 from signups.selectors import cohorts_with_waitlist_to_invite, enrollments_mailable, enrollments_to_invite
@@ -39,6 +41,12 @@ def waiting(course, status=Enrollment.Status.ACTIVE, **learner) -> Enrollment:
 
 def recipients() -> list[str]:
     return sorted(address for message in mail.outbox for address in message.to)
+
+
+def welcome_planned(cohort, now) -> bool:
+    """Whether the scheduler's next pass would put a welcome email for `cohort` in the ledger."""
+    planned = deliveries_dispatch(now, dry_run=True).planned
+    return any(slug == cohort.slug and kind == EmailKind.WELCOME for slug, kind, _, _ in planned)
 
 
 def join_path(enrollment, cohort) -> str:
@@ -330,7 +338,7 @@ def test_the_invitation_names_the_round_and_its_link_joins_it(course, next_cohor
     page = scanned.content.decode()
     assert '<form method="post">' in page and ">Join Round 2</button>" in page and starts in page
     enrollment.refresh_from_db()
-    assert enrollment.is_waitlisted
+    assert enrollment.is_waitlisted and not welcome_planned(next_cohort, clock.now())
 
     browser = Client(enforce_csrf_checks=True)
     assert browser.post(path).status_code == 403  # the form is CSRF-protected
@@ -347,6 +355,20 @@ def test_the_invitation_names_the_round_and_its_link_joins_it(course, next_cohor
     assert clicked_at <= enrollment.mailable_since <= clock.now()  # its welcome and weeks are due from the click
     assert list(enrollments_mailable(next_cohort)) == [enrollment]
     assert Enrollment.objects.count() == 1  # the same enrollment, now in the round
+    assert welcome_planned(next_cohort, clock.now())  # the scheduler takes it from here
+
+
+def test_a_round_in_its_first_week_is_one_that_started(client, course, next_cohort, clock):
+    """Signup stays open through a round's first week: whoever is invited then joins a running round."""
+    enrollment = waiting(course)
+    clock.move_to(datetime.datetime.combine(next_cohort.start_date, datetime.time(12), datetime.UTC) + datetime.timedelta(days=2))
+
+    waitlist_invite(next_cohort, clock.now())
+
+    started = f"which started on {next_cohort.start_date:%A} {next_cohort.start_date.day}"
+    assert started in mail.outbox[0].body
+    assert "started on" in client.get(join_path(enrollment, next_cohort)).content.decode()
+    assert "started on" in client.post(join_path(enrollment, next_cohort)).content.decode()
 
 
 def test_joining_twice_says_you_are_in_already(client, course, next_cohort):
@@ -421,7 +443,7 @@ def test_a_full_round_says_so_and_they_stay_on_the_waitlist(client, course, next
 
     for response, status in ((opened, 200), (refused, 409)):
         page = response.content.decode()
-        assert response.status_code == status
+        assert response.status_code == status and "no-store" in response["Cache-Control"]
         assert "Round 2 is full" in page and "still on the waitlist" in page and "<button" not in page
     second.refresh_from_db()
     assert second.is_waitlisted and second.status == Enrollment.Status.ACTIVE
