@@ -330,8 +330,7 @@ def test_the_invitation_names_the_round_and_its_link_joins_it(course, next_cohor
     assert links["manage"] in message.body and links["unsubscribe"] in html
 
     # What a mail scanner does: open the link, without cookies. Nothing changes.
-    path = join_path(enrollment, next_cohort)
-    assert join_url.endswith(path)
+    path = join_url.removeprefix("http://testserver")  # the email's own link, end to end
     scanned = Client().get(path)
     assert Client().head(path).status_code == 200
     assert scanned.status_code == 200 and "no-store" in scanned["Cache-Control"]
