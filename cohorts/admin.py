@@ -50,6 +50,7 @@ class CourseAdmin(admin.ModelAdmin):
     list_display = ["title", "slug", "week_count", "updated_at"]
     search_fields = ["title", "slug"]
     prepopulated_fields = {"slug": ["title"]}
+    inlines = [WeekInline]
     # Other apps add numbers about each course (signups: how many wait on its waitlist) as
     # annotations of this queryset, so the list stays one query; cohorts knows no learners.
     # Filled at start-up, with the column that shows each; class-level on purpose.
@@ -60,8 +61,6 @@ class CourseAdmin(admin.ModelAdmin):
         for annotate in self.queryset_annotations:
             queryset = annotate(queryset)
         return queryset
-
-    inlines = [WeekInline]
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

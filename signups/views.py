@@ -1,8 +1,9 @@
 """The learner's pages: the home page with the signup form, confirmation, self-service, unsubscribe.
 
 Every page reached by a learner's secret link (confirm, /me/, the data export, unsubscribe,
-joining a round from the waitlist) is sent with `Cache-Control: no-store` (never_cache): it shows the learner's address and
-links, which neither the browser of a shared computer nor a proxy on the way may keep.
+joining a round from the waitlist) is sent with `Cache-Control: no-store` (never_cache): it
+shows the learner's address and links, which neither the browser of a shared computer nor a
+proxy on the way may keep.
 """
 
 import functools
