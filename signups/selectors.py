@@ -181,10 +181,10 @@ def waitlist_invitation_read(learner: Learner, enrollment_id: int, cohort: Cohor
         pass  # joined already: taking the invitation up again changes nothing
     elif learner.is_unsubscribed:
         problem = WaitlistProblem.UNSUBSCRIBED
+    elif current is not None and current.cohort_id is not None:
+        problem = WaitlistProblem.ELSEWHERE  # moved or switched since, maybe more than once
     elif current is None or current.pk != enrollment_id:
-        problem = WaitlistProblem.LEFT
-    elif current.cohort_id is not None:
-        problem = WaitlistProblem.ELSEWHERE
+        problem = WaitlistProblem.LEFT  # a later signup of theirs waits to be confirmed, if any
     elif not cohort.signup_opens_on <= today <= cohort.signup_closes_on:
         problem = WaitlistProblem.CLOSED
     return WaitlistInvitation(learner, cohort, current, problem)

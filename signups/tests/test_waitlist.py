@@ -496,6 +496,12 @@ def test_a_learner_in_another_round_by_now_is_pointed_to_their_page(client, cour
     assert f'href="/me/{learner_token(enrollment.learner.public_id)}/"' in page
     assert Enrollment.objects.get(status__in=Enrollment.CURRENT).cohort == later_cohort
 
+    # Moved on once more (a new enrollment, in a round further on): still the round they are in.
+    further = CohortFactory(course=course, name="Round 4", start_date=later_cohort.start_date + datetime.timedelta(weeks=4))
+    learners_move_to_cohort(Learner.objects.all(), further, clock.now())
+    page = client.post(join_path(enrollment, next_cohort)).content.decode()
+    assert "You are in another round already" in page and "Round 4" in page
+
 
 # --- The organizers' view: how long the waitlist is ---------------------------------------------------
 
