@@ -5,6 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import QuerySet
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
@@ -50,6 +51,16 @@ class CourseAdmin(admin.ModelAdmin):
     search_fields = ["title", "slug"]
     prepopulated_fields = {"slug": ["title"]}
     inlines = [WeekInline]
+    # Other apps add numbers about each course (signups: how many wait on its waitlist) as
+    # annotations of this queryset, so the list stays one query; cohorts knows no learners.
+    # Filled at start-up, with the column that shows each; class-level on purpose.
+    queryset_annotations: list[Callable[[QuerySet[Course]], QuerySet[Course]]] = []
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        for annotate in self.queryset_annotations:
+            queryset = annotate(queryset)
+        return queryset
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)

@@ -42,6 +42,10 @@ def cohort_by_slug(slug: str) -> Cohort | None:
     return Cohort.objects.select_related("course").filter(slug=slug).first()
 
 
+def cohort_by_id(cohort_id: int) -> Cohort | None:
+    return Cohort.objects.select_related("course").filter(pk=cohort_id).first()
+
+
 def cohorts_due_for_group_formation(today: datetime.date) -> QuerySet[Cohort]:
     """Cohorts whose formation date has come, that have no groups yet and have not started long ago.
 

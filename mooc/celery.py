@@ -34,4 +34,11 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60.0,
         "options": {"expires": 55 * 60},
     },
+    # A round that opens (its signup window begins, or an organizer creates one open today)
+    # invites its course's waitlist within a quarter of an hour; each learner once per round.
+    "waitlist-invite": {
+        "task": "signups.tasks.waitlist_invite_due",
+        "schedule": 15 * 60.0,
+        "options": {"expires": 14 * 60},
+    },
 }

@@ -259,7 +259,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
     }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-CELERY_TASK_ROUTES = {"scheduler.tasks.deliveries_send_chunk": {"queue": env.str("DELIVERY_QUEUE", default="mail")}}
+# What sends many emails goes to the mail queue, behind no periodic job and holding none up.
+CELERY_TASK_ROUTES = {
+    task: {"queue": env.str("DELIVERY_QUEUE", default="mail")}
+    for task in ["scheduler.tasks.deliveries_send_chunk", "signups.tasks.waitlist_invite_cohort"]
+}
 
 # --- Sending the course's emails (scheduler/planning.py, sending.py) ---------------------------------
 DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils import timezone
 
-from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
+from cohorts.admin import CohortAdmin, CohortPageSection, CourseAdmin, action_form_response
 from cohorts.models import Cohort
 from cohorts.selectors import cohort_groups_have_place_to_talk
 from mooc.permissions import ActionPermissionsMixin, admin_action
@@ -19,7 +19,7 @@ from signups.groups import (
 )
 from signups.imports import ImportFileError, learners_import
 from signups.models import Enrollment, Erasure, Learner, Suppression
-from signups.selectors import cohort_enrollment_counts, cohort_members_overview
+from signups.selectors import cohort_enrollment_counts, cohort_members_overview, courses_with_waitlist_size
 
 
 class LearnerStatusFilter(admin.SimpleListFilter):
@@ -305,3 +305,20 @@ CohortAdmin.page_sections.append(
     CohortPageSection("Learners and study groups", "admin/signups/cohort_learners.html", cohort_learners_section)
 )
 CohortAdmin.actions = [*CohortAdmin.actions, form_groups, reform_groups]
+
+
+# --- The course's admin: how many wait on its waitlist --------------------------------------------
+
+
+@admin.display(description="waiting on the waitlist", ordering="waitlist_size")
+def course_waitlist_size(course) -> int:
+    """A count, no learner: Course editors and Viewers see it too. A course being added has no
+    annotation, and nobody waiting."""
+    return getattr(course, "waitlist_size", 0)
+
+
+# The course admin is cohorts' own, and cohorts knows no learners: signups annotates its
+# queryset (one subquery, see courses_with_waitlist_size) and adds the column and the field.
+CourseAdmin.queryset_annotations.append(courses_with_waitlist_size)
+CourseAdmin.list_display = [*CourseAdmin.list_display, course_waitlist_size]
+CourseAdmin.readonly_fields = [*CourseAdmin.readonly_fields, course_waitlist_size]

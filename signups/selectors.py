@@ -1,17 +1,23 @@
 """Questions about learners; nothing here writes."""
 
 import datetime
+import enum
 import zoneinfo
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import Count, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
 from cohorts.models import Cohort, Course
-from cohorts.selectors import cohort_has_groups, cohort_next_weekly_email, cohort_week_number, cohorts_open_for_signup
+from cohorts.selectors import (
+    cohort_by_id, cohort_has_groups, cohort_next_weekly_email, cohort_week_number, cohorts_open_for_signup,
+)
 from signups.models import Enrollment, Learner
-from signups.tokens import CONFIRMATION_MAX_AGE, TokenInvalid, confirmation_token_read, learner_token_read
+from signups.tokens import (
+    CONFIRMATION_MAX_AGE, TokenInvalid, confirmation_token_read, learner_token_read, waitlist_invitation_token_read,
+)
 
 
 def learner_from_token(token: str) -> Learner:
@@ -75,6 +81,129 @@ def cohorts_to_switch_to(enrollment: Enrollment, now: datetime.datetime) -> Quer
     if enrollment.cohort is not None:
         cohorts = cohorts.filter(start_date__gt=enrollment.cohort.start_date)
     return cohorts
+
+
+# --- The waitlist --------------------------------------------------------------------------------
+
+# A waiting learner who may be invited to a round: confirmed (an unconfirmed one confirms first)
+# and in one of these; a paused learner is invited too, and joins paused.
+WAITLIST_INVITED_STATUSES = (Enrollment.Status.ACTIVE, Enrollment.Status.PAUSED)
+
+
+def waitlist_not_invited_to(cohort: Cohort) -> Q:
+    """Enrollments invited neither to `cohort` nor to a round of its course that starts after it
+    (or on the same day and was created after it).
+
+    Each round invites once. With two rounds open at once, a learner invited to the later one
+    is not invited back to the earlier one, which would take the invitation back and forth at
+    every run. Only the enrollment's own column and a subquery, no join: the claim's UPDATE
+    re-checks this on each row it changes (see services.waitlist_invite).
+    """
+    earlier = Cohort.objects.filter(course_id=cohort.course_id).filter(
+        Q(start_date__lt=cohort.start_date) | Q(start_date=cohort.start_date, pk__lt=cohort.pk)
+    )
+    return Q(invited_to__isnull=True) | Q(invited_to__in=earlier.values("pk"))
+
+
+def enrollments_to_invite(cohort: Cohort) -> QuerySet[Enrollment]:
+    """Who waits on the waitlist of the cohort's course and is still to be invited to join it:
+    current enrollments in no round (active or paused) of confirmed, subscribed learners, not
+    invited to this round or a later one yet. Learner loaded; in the order they joined."""
+    return (
+        Enrollment.objects.filter(
+            waitlist_not_invited_to(cohort),
+            course_id=cohort.course_id,
+            cohort__isnull=True,
+            status__in=WAITLIST_INVITED_STATUSES,
+            learner__confirmed_at__isnull=False,
+            learner__unsubscribed_at__isnull=True,
+        )
+        .select_related("learner")
+        .order_by("pk")
+    )
+
+
+def cohorts_with_waitlist_to_invite(now: datetime.datetime) -> list[Cohort]:
+    """Rounds open for signup on `now`'s date, with room, whose course's waitlist holds learners
+    still to be invited to them (see enrollments_to_invite); earliest start first, so that the
+    earlier of two rounds opening together invites first. One query per open round (a handful)."""
+    cohorts = cohorts_open_with_room(now).order_by("start_date", "pk")
+    return [cohort for cohort in cohorts if enrollments_to_invite(cohort).exists()]
+
+
+def courses_with_waitlist_size(courses: QuerySet[Course]) -> QuerySet[Course]:
+    """`courses`, each annotated with `waitlist_size`: how many learners wait on its waitlist
+    now (current enrollments in no round, confirmed or not). A subquery per row of the same
+    query, so a list of courses costs one query however long it is."""
+    waiting = (
+        Enrollment.objects.filter(course=OuterRef("pk"), cohort__isnull=True, status__in=Enrollment.CURRENT)
+        .order_by()
+        .values("course")
+        .annotate(count=Count("pk"))
+        .values("count")
+    )
+    return courses.annotate(waitlist_size=Coalesce(Subquery(waiting), 0))
+
+
+class WaitlistProblem(enum.StrEnum):
+    """Why a learner cannot take up an invitation from the waitlist; the join page words each."""
+
+    UNSUBSCRIBED = "unsubscribed"  # they unsubscribed since
+    LEFT = "left"  # the invited enrollment has ended: they left the course
+    ELSEWHERE = "elsewhere"  # they are in another round of the course by now
+    CLOSED = "closed"  # the round's signup is not open (closed, as a rule)
+    FULL = "full"  # the round has no seat left
+
+
+@dataclass(frozen=True)
+class WaitlistInvitation:
+    """Where an invitation to join `cohort` from the waitlist stands for its learner."""
+
+    learner: Learner
+    cohort: Cohort
+    current: Enrollment | None  # the learner's current enrollment in the course
+    problem: WaitlistProblem | None  # None: they may join, or have joined
+
+    @property
+    def joined(self) -> bool:
+        """They are in the round already (through this invitation or otherwise)."""
+        return self.current is not None and self.current.cohort_id == self.cohort.pk
+
+
+def waitlist_invitation_read(learner: Learner, enrollment_id: int, cohort: Cohort, now: datetime.datetime) -> WaitlistInvitation:
+    """Where the invitation of enrollment `enrollment_id` to `cohort` stands, as read now (read
+    under the learner's lock when the caller holds it). Seats are not counted here: the caller
+    takes one under the cohort's lock, or counts them for a hint."""
+    current = enrollment_current(learner, cohort.course)
+    today = now.date()
+    problem = None
+    if current is not None and current.cohort_id == cohort.pk:
+        pass  # joined already: taking the invitation up again changes nothing
+    elif learner.is_unsubscribed:
+        problem = WaitlistProblem.UNSUBSCRIBED
+    elif current is not None and current.cohort_id is not None:
+        problem = WaitlistProblem.ELSEWHERE  # moved or switched since, maybe more than once
+    elif current is None or current.pk != enrollment_id:
+        problem = WaitlistProblem.LEFT  # a later signup of theirs waits to be confirmed, if any
+    elif not cohort.signup_opens_on <= today <= cohort.signup_closes_on:
+        problem = WaitlistProblem.CLOSED
+    return WaitlistInvitation(learner, cohort, current, problem)
+
+
+def waitlist_invitation_from_token(token: str, now: datetime.datetime) -> WaitlistInvitation:
+    """The invitation a waitlist link names, read only (the page that asks to join); FULL when
+    the round looks full now. Raises TokenInvalid, also when the learner (erased) or the round
+    is gone."""
+    enrollment_id, cohort_id = waitlist_invitation_token_read(token)
+    enrollment = Enrollment.objects.select_related("learner").filter(pk=enrollment_id).first()
+    cohort = cohort_by_id(cohort_id)
+    if enrollment is None or cohort is None or cohort.course_id != enrollment.course_id:
+        raise TokenInvalid
+    invitation = waitlist_invitation_read(enrollment.learner, enrollment_id, cohort, now)
+    if invitation.problem is None and not invitation.joined and cohort.capacity is not None:
+        if cohort_seats_taken(cohort, now) >= cohort.capacity:
+            return replace(invitation, problem=WaitlistProblem.FULL)
+    return invitation
 
 
 def enrollments_mailable(cohort: Cohort) -> QuerySet[Enrollment]:

@@ -5,6 +5,7 @@ person who owns an address can (re)start mail to it, by following a confirmation
 sent to it; an unsubscribed or erased address is suppressed until then.
 """
 
+import dataclasses
 import datetime
 import logging
 from dataclasses import dataclass
@@ -17,11 +18,18 @@ from django.template.loader import render_to_string
 from redis.exceptions import RedisError
 
 from cohorts.models import Cohort, Course
+from cohorts.selectors import cohort_by_id
 from cohorts.services import cohort_lock
 from signups.groups import enrollment_group_place
 from signups.models import Enrollment, Erasure, Learner, Suppression, email_digest, email_normalize
-from signups.selectors import cohort_seats_taken, enrollment_current
-from signups.tokens import TokenInvalid, confirmation_token, confirmation_token_read, learner_token
+from signups.selectors import (
+    WaitlistInvitation, WaitlistProblem, cohort_seats_taken, enrollment_current, enrollments_to_invite,
+    waitlist_invitation_read, waitlist_not_invited_to,
+)
+from signups.tokens import (
+    TokenInvalid, confirmation_token, confirmation_token_read, learner_token, waitlist_invitation_token,
+    waitlist_invitation_token_read,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -493,6 +501,128 @@ def manage_link_send(email: str, now: datetime.datetime) -> None:
         return
     if _email_slot_claim(learner, now):
         _send(learner, "manage_link", {}, headers=learner_email_headers(learner))
+
+
+# --- The waitlist: invitations to a round that opens, taken up with one click ------------------
+
+# Invitations are claimed and sent in batches of this many: a claim holds its rows' locks only
+# while it writes them, and a long waitlist is never all in memory.
+WAITLIST_INVITE_BATCH = 500
+
+
+def waitlist_join_url(enrollment_id: int, cohort_id: int) -> str:
+    return f"{settings.SITE_URL}/waitlist/{waitlist_invitation_token(enrollment_id, cohort_id)}/join/"
+
+
+def waitlist_invite(cohort: Cohort, now: datetime.datetime) -> int:
+    """Invite everyone waiting on the waitlist of the cohort's course to join it: an email each
+    with a one-click link, once per round (who: selectors.enrollments_to_invite).
+
+    Idempotent, and safe beside another run: each batch is claimed in one conditional UPDATE
+    (invited_to = cohort, invited_at = now, unless invited to this round or a later one already),
+    and only what that UPDATE wrote is mailed, so neither a rerun nor a run at the same moment
+    mails anybody twice. The emails go after the claim commits. A failed send is logged and its
+    claim released (the invitation it replaced is put back), so the next run tries it again;
+    never raises for a send. Nothing when the round's signup is not open on `now`'s date.
+    Returns how many invitations were sent.
+    """
+    if not cohort.signup_opens_on <= now.date() <= cohort.signup_closes_on:
+        return 0
+    sent, after = 0, 0
+    while (batch := _waitlist_invitations_claim(cohort, now, after)) is not None:
+        after, claimed = batch
+        for enrollment, previous in claimed:
+            sent += _waitlist_invitation_send(enrollment, cohort, now, previous)
+    return sent
+
+
+def _waitlist_invitations_claim(cohort: Cohort, now: datetime.datetime, after: int) -> tuple[int, list] | None:
+    """Claim the next batch of invitations to `cohort`, among enrollments after id `after`:
+    (the last id read, [(enrollment claimed, (invited_to id, invited_at) it carried before)]),
+    or None when none is left to read.
+
+    The rows are locked before the UPDATE: of two runs at once, the second waits for the first
+    to commit, then reads those rows again and finds them invited (PostgreSQL re-checks a
+    locked row). Should a read still be stale, the UPDATE's condition refuses the rows another
+    run claimed since, and only those this UPDATE wrote (invited_at = now) are ours. Only
+    enrollment rows are locked, while holding no other lock: the lock order holds.
+    """
+    with transaction.atomic():
+        waiting = list(enrollments_to_invite(cohort).filter(pk__gt=after).select_for_update(of=("self",))[:WAITLIST_INVITE_BATCH])
+        if not waiting:
+            return None
+        ids = [enrollment.pk for enrollment in waiting]
+        claimed = Enrollment.objects.filter(waitlist_not_invited_to(cohort), pk__in=ids).update(invited_to=cohort, invited_at=now)
+        if claimed != len(waiting):
+            ours = set(Enrollment.objects.filter(pk__in=ids, invited_to=cohort, invited_at=now).values_list("pk", flat=True))
+            waiting = [enrollment for enrollment in waiting if enrollment.pk in ours]
+    return ids[-1], [(enrollment, (enrollment.invited_to_id, enrollment.invited_at)) for enrollment in waiting]
+
+
+def _waitlist_invitation_send(enrollment: Enrollment, cohort: Cohort, now: datetime.datetime, previous: tuple) -> bool:
+    """Mail one claimed invitation; False when it failed, which is logged and releases the claim."""
+    context = {
+        "cohort": cohort, "course": cohort.course, "today": now.date(),
+        "join_url": waitlist_join_url(enrollment.pk, cohort.pk),
+    }
+    try:
+        _render_and_send(enrollment.learner, "waitlist_invitation", context, learner_email_headers(enrollment.learner))
+    except Exception:
+        logger.exception("Could not send the invitation to %s to learner %s", cohort.slug, enrollment.learner_id)
+        invited_to_id, invited_at = previous
+        # Only our own claim: whatever wrote the row since is left alone.
+        Enrollment.objects.filter(pk=enrollment.pk, invited_to=cohort, invited_at=now).update(
+            invited_to_id=invited_to_id, invited_at=invited_at
+        )
+        return False
+    return True
+
+
+class WaitlistJoinRefused(SignupRefused):
+    """The learner cannot join the round they were invited to; `invitation.problem` says why.
+    Nothing changed."""
+
+    def __init__(self, invitation: WaitlistInvitation):
+        super().__init__(str(invitation.problem))
+        self.invitation = invitation
+
+
+@dataclass(frozen=True)
+class WaitlistJoin:
+    enrollment: Enrollment  # in the round, its learner loaded
+    already: bool  # they were in the round already: nothing changed
+
+
+def waitlist_join(token: str, now: datetime.datetime) -> WaitlistJoin:
+    """Take up an invitation from the waitlist: the invited enrollment joins the round (the same
+    enrollment, now in it; a paused learner stays paused; placed in a group when the round's
+    groups are formed already).
+
+    Idempotent: a learner in the round already gets `already`, and nothing changes. Works from
+    what it reads under the learner's lock, so an unsubscribe, a leave or a move that landed
+    first wins. Transactional; the seat is taken under the round's lock. Raises TokenInvalid
+    (forged or cut, or the learner or the round is gone) and WaitlistJoinRefused (unsubscribed,
+    left, in another round, the round's signup not open, the round full).
+    """
+    enrollment_id, cohort_id = waitlist_invitation_token_read(token)
+    invited = Enrollment.objects.filter(pk=enrollment_id).values("learner_id", "course_id").first()
+    cohort = cohort_by_id(cohort_id)
+    if invited is None or cohort is None or cohort.course_id != invited["course_id"]:
+        raise TokenInvalid
+    try:
+        with transaction.atomic():
+            learner = _learner_lock(invited["learner_id"])
+            invitation = waitlist_invitation_read(learner, enrollment_id, cohort, now)
+            if invitation.joined:
+                invitation.current.learner = learner
+                return WaitlistJoin(invitation.current, already=True)
+            if invitation.problem is not None:
+                raise WaitlistJoinRefused(invitation)
+            enrollment = _waitlisted_join(invitation.current, cohort, now)
+    except CohortFull:
+        raise WaitlistJoinRefused(dataclasses.replace(invitation, problem=WaitlistProblem.FULL)) from None
+    enrollment.learner = learner
+    return WaitlistJoin(enrollment, already=False)
 
 
 # --- Abuse ---------------------------------------------------------------------------------

@@ -3,7 +3,10 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from cohorts.selectors import cohort_by_id
 from signups.groups import cohorts_groups_form_due
+from signups.selectors import cohorts_with_waitlist_to_invite
+from signups.services import waitlist_invite
 
 logger = logging.getLogger(__name__)
 
@@ -15,3 +18,19 @@ def groups_form_due() -> None:
             logger.info("Groups not formed for %s: %s", cohort, outcome)
         else:
             logger.info("Formed %d groups for %s (%d learners)", len(outcome.groups), cohort, outcome.learners)
+
+
+@shared_task
+def waitlist_invite_due() -> None:
+    """Beat: for each round open for signup with learners of its course's waitlist still to
+    invite, queue their invitations on the mail queue (CELERY_TASK_ROUTES)."""
+    for cohort in cohorts_with_waitlist_to_invite(timezone.now()):
+        waitlist_invite_cohort.delay(cohort.pk)
+
+
+@shared_task
+def waitlist_invite_cohort(cohort_id: int) -> None:
+    """Safe to run twice, or beside another run: each learner is invited once per round."""
+    cohort = cohort_by_id(cohort_id)
+    if cohort is not None:
+        logger.info("Invited %d learners from the waitlist to %s", waitlist_invite(cohort, timezone.now()), cohort)

@@ -4,6 +4,10 @@
 - A learner token (manage my enrollment, unsubscribe) names the learner's public id and does
   not expire: it sits in every email, and unsubscribing from an old email must still work.
   Erasing the learner makes it worthless, because the id it names is gone.
+- A waitlist invitation token names one waiting enrollment and the round it is invited to.
+  It carries no age of its own: it works while that round's signup is open, which the join
+  page checks when it is opened (a round whose signup is extended keeps its invitations
+  working; one that closed says so, rather than "expired").
 """
 
 import datetime
@@ -14,6 +18,7 @@ from django.core import signing
 CONFIRMATION_MAX_AGE = datetime.timedelta(days=7)
 _CONFIRMATION_SALT = "signups.confirmation"
 _LEARNER_SALT = "signups.learner"
+_WAITLIST_SALT = "signups.waitlist"
 
 
 class TokenInvalid(Exception):
@@ -59,4 +64,17 @@ def learner_token_read(token: str) -> uuid.UUID:
     try:
         return uuid.UUID(signing.Signer(salt=_LEARNER_SALT).unsign(token))
     except (signing.BadSignature, ValueError):
+        raise TokenInvalid from None
+
+
+def waitlist_invitation_token(enrollment_id: int, cohort_id: int) -> str:
+    return signing.dumps({"enrollment": enrollment_id, "cohort": cohort_id}, salt=_WAITLIST_SALT)
+
+
+def waitlist_invitation_token_read(token: str) -> tuple[int, int]:
+    """The (enrollment id, cohort id) in a waitlist invitation token. Raises TokenInvalid."""
+    try:
+        payload = signing.loads(token, salt=_WAITLIST_SALT)
+        return int(payload["enrollment"]), int(payload["cohort"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
         raise TokenInvalid from None

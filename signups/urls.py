@@ -16,4 +16,5 @@ urlpatterns = [
     path("me/<str:token>/erase/", views.manage_erase, name="manage-erase"),
     re_path(r"^me/(?P<token>[^/]+)/(?P<action>switch|pause|resume|leave)/$", views.manage_action, name="manage-action"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    path("waitlist/<str:token>/join/", views.waitlist_join, name="waitlist-join"),
 ]

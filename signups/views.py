@@ -1,8 +1,9 @@
 """The learner's pages: the home page with the signup form, confirmation, self-service, unsubscribe.
 
-Every page reached by a learner's secret link (confirm, /me/, the data export, unsubscribe)
-is sent with `Cache-Control: no-store` (never_cache): it shows the learner's address and
-links, which neither the browser of a shared computer nor a proxy on the way may keep.
+Every page reached by a learner's secret link (confirm, /me/, the data export, unsubscribe,
+joining a round from the waitlist) is sent with `Cache-Control: no-store` (never_cache): it
+shows the learner's address and links, which neither the browser of a shared computer nor a
+proxy on the way may keep.
 """
 
 import functools
@@ -24,9 +25,9 @@ from signups.forms import SignupForm
 from signups.models import Enrollment, timezone_names
 from signups.selectors import (
     cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_from_confirmation_token,
-    enrollment_learner_email, enrollment_overview, learner_from_token, learner_today,
+    enrollment_learner_email, enrollment_overview, learner_from_token, learner_today, waitlist_invitation_from_token,
 )
-from signups.services import CohortFull, Signup, SignupRefused
+from signups.services import CohortFull, Signup, SignupRefused, WaitlistJoinRefused
 from signups.tokens import TokenExpired, TokenInvalid, learner_token
 
 
@@ -258,3 +259,46 @@ def unsubscribe(request, token):
         changed = services.learner_unsubscribe(learner, now=timezone.now())
         return render(request, "signups/unsubscribed.html", {"already": not changed})
     return render(request, "signups/unsubscribe.html", {"learner": learner, "already": learner.is_unsubscribed})
+
+
+def _waitlist_joined_page(request, enrollment, already: bool):
+    context = {
+        "enrollment": enrollment,
+        "cohort": enrollment.cohort,
+        "already": already,
+        "today": timezone.now().date(),
+        "manage_url": reverse("signups:manage", args=[learner_token(enrollment.learner.public_id)]),
+    }
+    return render(request, "signups/waitlist_joined.html", context)
+
+
+def _waitlist_invitation_page(request, invitation, status: int = 200):
+    context = {
+        "invitation": invitation,
+        "cohort": invitation.cohort,
+        "problem": invitation.problem,
+        "today": timezone.now().date(),
+        "manage_url": reverse("signups:manage", args=[learner_token(invitation.learner.public_id)]),
+    }
+    return render(request, "signups/waitlist_join.html", context, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def waitlist_join(request, token):
+    """Only a POST joins the round. GET and HEAD show it with one Join button, or say why it
+    cannot be joined: mail security scanners fetch every link in a message."""
+    now = timezone.now()
+    try:
+        if request.method == "POST":
+            joined = services.waitlist_join(token, now=now)
+            return _waitlist_joined_page(request, joined.enrollment, joined.already)
+        invitation = waitlist_invitation_from_token(token, now)
+    except TokenInvalid:
+        return _token_problem(request, "invalid", reverse("signups:manage-resend"))
+    except WaitlistJoinRefused as refusal:
+        return _waitlist_invitation_page(request, refusal.invitation, status=409)
+    if invitation.joined:
+        invitation.current.learner = invitation.learner
+        return _waitlist_joined_page(request, invitation.current, already=True)
+    return _waitlist_invitation_page(request, invitation)

@@ -12,6 +12,8 @@ from mooc.celery import app
         ("scheduler.tasks.heartbeat", "celery"),
         ("signups.tasks.groups_form_due", "celery"),
         ("scheduler.tasks.deliveries_send_chunk", "mail"),
+        ("signups.tasks.waitlist_invite_due", "celery"),
+        ("signups.tasks.waitlist_invite_cohort", "mail"),
     ],
 )
 def test_each_task_goes_to_its_queue(task, queue, settings):
