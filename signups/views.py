@@ -91,8 +91,10 @@ def signup(request):
                 ),
                 now=now,
             )
-        except CohortFull as full:  # the last seat went while the form was being filled in
-            form.add_error("cohort", str(full))
+        except CohortFull:  # the last seat went while the form was being filled in
+            # Asked again with the rounds open now, the form says the chosen one is full and offers the rest.
+            form = SignupForm(request.POST, open_cohorts=list(cohorts_open_with_room(now, course=course)))
+            form.is_valid()
             return _landing(request, form=form, status=409)
     # Over the per-address limit: the same answer, and no email (no mail-bombing anybody).
     url = reverse("signups:signup-sent")
