@@ -274,6 +274,8 @@ DISPATCH_FULL_PASS_MINUTES = env.int("DISPATCH_FULL_PASS_MINUTES", default=30, m
 DELIVERY_CATCH_UP_LIMIT = datetime.timedelta(hours=env.int("DELIVERY_CATCH_UP_HOURS", default=72, minimum=1))
 DELIVERY_SENDING_TIMEOUT = datetime.timedelta(minutes=env.int("DELIVERY_SENDING_TIMEOUT_MINUTES", default=15, minimum=1))
 EMAIL_SEND_RATE_PER_SECOND = env.int("EMAIL_SEND_RATE_PER_SECOND", default=50)
+# How many sends may go at once after a quiet spell; 1 spaces every send evenly.
+EMAIL_SEND_BURST = env.int("EMAIL_SEND_BURST", default=1, minimum=1)
 # How long the worker may go without a heartbeat before /healthz calls it stale.
 WORKER_HEARTBEAT_STALE_AFTER = env.int("WORKER_HEARTBEAT_STALE_AFTER", default=5 * 60, minimum=60)
 

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.utils import timezone
 
@@ -50,6 +49,7 @@ from scheduler import ledger
 from scheduler.ledger import Reason, Status
 from scheduler.models import Delivery, EmailKind
 from scheduler.providers import Outcome, error_describe, outcome_of
+from scheduler.rate_limit import provider_rate_wait
 from scheduler.selectors import email_contexts, email_template_for, week_context
 from scheduler.services import delivery_header, email_render
 from scheduler.tracking import delivery_metadata, delivery_tag
@@ -75,27 +75,6 @@ def _retry_delay(attempts: int) -> datetime.timedelta:
     """Exponential backoff with full jitter: up to 1, 2, 4 ... minutes, capped at TASK_RETRY_MAX_DELAY."""
     ceiling = min(60 * 2 ** (attempts - 1), settings.TASK_RETRY_MAX_DELAY)
     return datetime.timedelta(seconds=random.uniform(ceiling / 2, ceiling))
-
-
-def provider_rate_wait() -> None:
-    """Wait for a slot under EMAIL_SEND_RATE_PER_SECOND, counted in the cache for all workers.
-
-    With Redis as the cache every worker on every machine shares the count; 0 means no limit.
-    """
-    limit = settings.EMAIL_SEND_RATE_PER_SECOND
-    if not limit:
-        return
-    while True:
-        second = int(time.time())
-        key = f"scheduler:send-rate:{second}"
-        cache.add(key, 0, timeout=5)
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            continue
-        if count <= limit:
-            return
-        time.sleep(max(0.0, second + 1 - time.time()))
 
 
 def _message(row: Delivery, rendered) -> EmailMultiAlternatives:

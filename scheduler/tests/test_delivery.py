@@ -617,19 +617,6 @@ def test_a_chunk_loads_its_data_in_the_same_queries_whatever_its_size(cohort):
     assert len(reads(ids[:10])) == len(reads(ids[10:40]))
 
 
-def test_the_provider_rate_limit_is_shared_through_the_cache(settings, monkeypatch):
-    settings.EMAIL_SEND_RATE_PER_SECOND = 3
-    seconds = {"now": 1_000_000.0}  # a fake time.time() that only sleeping moves
-    naps = []
-    monkeypatch.setattr(sending.time, "time", lambda: seconds["now"])
-    monkeypatch.setattr(sending.time, "sleep", lambda nap: naps.append(nap) or seconds.update(now=seconds["now"] + nap))
-
-    for _ in range(7):
-        sending.provider_rate_wait()
-
-    assert len(naps) == 2  # 3 in the first second, 3 in the next, the 7th waits for the third
-
-
 def test_a_queued_chunk_is_not_queued_again_while_it_waits_behind_a_long_drain(cohort):
     learner_in(cohort)
     first = deliveries_dispatch(at(START, 10))
