@@ -133,7 +133,8 @@ def action_form_response(model_admin, request, queryset, form, *, action, title,
 class CohortPageSection:
     """A part of the cohort's admin page that another app contributes (learners, deliveries).
 
-    `context(cohort, today, user)` returns the template's context; cohorts itself knows nothing
+    `context(cohort, today, user, query)` returns the template's context (`query`: the page's
+    GET parameters, for a section that pages or searches); cohorts itself knows nothing
     of learners, so signups and the scheduler register their sections here. Each section shows
     `user` only what their permissions allow (a Viewer sees counts, never a learner).
     """
@@ -185,7 +186,7 @@ class CohortAdmin(ActionPermissionsMixin, admin.ModelAdmin):
                 "groups_without_place_to_talk": status != CohortStatus.FINISHED and not cohort_groups_have_place_to_talk(cohort),
             }
             extra_context["cohort_sections"] = [
-                {"title": section.title, "template": section.template, **section.context(cohort, today, request.user)}
+                {"title": section.title, "template": section.template, **section.context(cohort, today, request.user, request.GET)}
                 for section in self.page_sections
             ]
         return super().change_view(request, object_id, form_url, extra_context)

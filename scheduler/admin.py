@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -15,6 +16,7 @@ from jinja2 import TemplateError
 from django.utils import timezone
 
 from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
+from mooc.admin_paging import EstimatedCountPaginator
 from cohorts.models import Cohort, Course
 from cohorts.services import cohort_sending_pause
 from mooc.permissions import admin_action
@@ -22,6 +24,7 @@ from scheduler.planning import deliveries_resend_failed, deliveries_send_week_no
 from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion
 from scheduler.selectors import cohort_delivery_summary, preview_context, sample_contexts
 from scheduler.services import delivery_header, email_render, email_test_send, template_restore, template_version_save
+from signups.selectors import learner_ids_with_email
 from scheduler.templating import FILTERS, LIMITS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
 
 
@@ -195,7 +198,7 @@ class EmailTemplateAdmin(admin.ModelAdmin):
 # --- The cohort's admin page: what was sent, and the organizers' levers -------------------------
 
 
-def cohort_deliveries_section(cohort, today, user) -> dict:
+def cohort_deliveries_section(cohort, today, user, query=None) -> dict:
     """Counts for anyone who may see the cohort; the failed rows (who they were for) only for
     those who may read the ledger."""
     summary = cohort_delivery_summary(cohort)
@@ -287,12 +290,30 @@ CohortAdmin.actions = [*CohortAdmin.actions, pause_sending, resume_sending, rese
 
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
+    """The ledger: about eleven rows per learner per round, a million for a large one. Counted by
+    estimate, newest first on the primary key, searched only on indexed columns, exactly."""
+
     list_display = ["pk", "learner", "cohort", "kind", "week_number", "status", "attempts", "due_at", "sent_at"]
     list_filter = ["status", "kind", "cohort"]
     list_select_related = ["learner", "cohort"]
-    search_fields = ["learner__email", "provider_message_id"]
-    date_hierarchy = "due_at"
+    search_fields = ["provider_message_id"]  # and an address or a row id: see get_search_results
+    search_help_text = "An exact email address, a delivery id or the provider's message id."
+    ordering = ["-pk"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
     readonly_fields = [field.name for field in Delivery._meta.fields]
+
+    def get_search_results(self, request, queryset, search_term):
+        """Exact matches on indexed columns: a substring search over a million rows and a join
+        would scan them all."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            return queryset.filter(learner_id__in=learner_ids_with_email(term)), False
+        if term.isdigit():
+            return queryset.filter(Q(pk=int(term)) | Q(provider_message_id=term)), False
+        return queryset.filter(provider_message_id=term), False
 
     def has_add_permission(self, request):
         return False

@@ -8,7 +8,7 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils import timezone
 
-from cohorts.admin import CohortAdmin, CohortPageSection, CourseAdmin, action_form_response
+from cohorts.admin import CohortAdmin, CohortPageSection, CourseAdmin, StudyGroupAdmin, action_form_response
 from cohorts.models import Cohort
 from cohorts.selectors import cohort_groups_have_place_to_talk
 from mooc.permissions import ActionPermissionsMixin, admin_action
@@ -260,9 +260,11 @@ class ErasureAdmin(admin.ModelAdmin):
 # --- The cohort's admin page: its learners and groups, and the group actions -------------------
 
 
-def cohort_learners_section(cohort, today, user) -> dict:
-    """Counts for anyone who may see the cohort; who is in which group only for those who may see learners."""
-    overview = cohort_members_overview(cohort)
+def cohort_learners_section(cohort, today, user, query=None) -> dict:
+    """Counts for anyone who may see the cohort; who is in which group only for those who may see
+    learners. Groups are listed a page at a time (`groups_page`), searchable by name (`groups_q`)."""
+    query = query or {}
+    overview = cohort_members_overview(cohort, group_search=query.get("groups_q", "").strip(), group_page=query.get("groups_page", 1))
     quality = cohort_groups_quality(cohort)
     spreads = {row.key.pk: row for row in quality.groups}
     return {
@@ -270,6 +272,8 @@ def cohort_learners_section(cohort, today, user) -> dict:
         "offsets": [(f"UTC{offset // 60:+d}" + (f":{abs(offset) % 60:02d}" if offset % 60 else ""), count) for offset, count in overview["offsets"]],
         "experience": overview["experience"],
         "groups": [(group, members, spreads.get(group.pk)) for group, members in overview["groups"]],
+        "groups_page": overview["groups_page"],
+        "groups_q": query.get("groups_q", ""),
         "show_members": user.has_perm("signups.view_learner"),
         "without_group": overview["without_group"],
         "quality": quality,
@@ -300,6 +304,46 @@ def reform_groups(modeladmin, request, queryset):
         dissolved = ", ".join(reform.dissolved) or "none"
         modeladmin.message_user(request, f"{cohort}: moved {reform.moved} learners; groups merged away: {dissolved}.")
 
+
+class GroupMembersInline(admin.TabularInline):
+    """A group's current members on the group's own admin page (the cohort's page lists groups only),
+    for those who may see learners."""
+
+    model = Enrollment
+    fk_name = "group"
+    verbose_name, verbose_name_plural = "member", "members"
+    fields = ["member", "timezone", "experience", "status", "grouped_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(status__in=Enrollment.GROUPED).select_related("learner").order_by("learner__first_name", "pk")
+
+    @admin.display(description="Learner")
+    def member(self, enrollment):
+        return enrollment.learner.first_name or enrollment.learner.email.split("@")[0]
+
+    @admin.display(description="Time zone")
+    def timezone(self, enrollment):
+        return enrollment.learner.timezone
+
+    @admin.display(description="Experience")
+    def experience(self, enrollment):
+        return enrollment.learner.get_experience_display()
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("signups.view_learner")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+StudyGroupAdmin.inlines = [*StudyGroupAdmin.inlines, GroupMembersInline]
 
 CohortAdmin.page_sections.append(
     CohortPageSection("Learners and study groups", "admin/signups/cohort_learners.html", cohort_learners_section)

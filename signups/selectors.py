@@ -216,6 +216,13 @@ def enrollments_mailable(cohort: Cohort) -> QuerySet[Enrollment]:
     ).select_related("learner")
 
 
+def learner_ids_with_email(address: str) -> list[int]:
+    """The learner with this address, as its normalized spelling is stored (an indexed lookup)."""
+    from signups.models import email_normalize
+
+    return list(Learner.objects.filter(email=email_normalize(address)).values_list("pk", flat=True))
+
+
 def enrollment_learner_email(enrollment_id: int) -> str:
     """The address an enrollment belongs to ("" when it is gone), to prefill a resend form."""
     return Enrollment.objects.filter(pk=enrollment_id).values_list("learner__email", flat=True).first() or ""
@@ -227,33 +234,35 @@ def cohort_enrollment_counts(cohort: Cohort) -> dict[str, int]:
     return {row["status"]: row["count"] for row in rows}
 
 
-def cohort_members_overview(cohort: Cohort) -> dict:
-    """The cohort's groupable learners: their spread over UTC offsets and experience levels,
-    and each group's members (first name, time zone, experience). A fixed number of queries."""
+GROUPS_PER_PAGE = 50  # groups listed per page of the cohort's admin page
+
+
+def cohort_members_overview(cohort: Cohort, group_search: str = "", group_page: int | str = 1) -> dict:
+    """The cohort's groupable learners for its admin page, at any size: their spread over UTC
+    offsets and experience levels (counted in the database), and one page of its groups (whose
+    name or slug contains `group_search`) with their members (first name, time zone). A fixed
+    number of queries; the members of other groups are never read."""
+    from django.core.paginator import Paginator
+
     from cohorts.grouping import utc_offset_minutes
     from cohorts.selectors import study_groups_of
 
-    members = (
-        Enrollment.objects.filter(cohort=cohort, status__in=Enrollment.GROUPED, learner__confirmed_at__isnull=False)
-        .select_related("learner")
-        .order_by("learner__first_name", "pk")
-    )
-    by_group: dict[int | None, list] = {}
+    members = Enrollment.objects.filter(cohort=cohort, status__in=Enrollment.GROUPED, learner__confirmed_at__isnull=False)
     offsets: Counter = Counter()
-    experience: Counter = Counter()
-    for enrollment in members:
-        learner = enrollment.learner
-        offset = utc_offset_minutes(learner.timezone, cohort.start_date)
-        offsets[offset] += 1
-        experience[learner.experience] += 1
-        by_group.setdefault(enrollment.group_id, []).append(
-            {"first_name": learner.first_name or learner.email.split("@")[0], "timezone": learner.timezone, "experience": learner.experience}
-        )
+    for timezone_name, count in members.values_list("learner__timezone").annotate(count=Count("pk")).order_by():
+        offsets[utc_offset_minutes(timezone_name, cohort.start_date)] += count
+    experience = dict(members.values_list("learner__experience").annotate(count=Count("pk")).order_by("learner__experience"))
+    groups = study_groups_of(cohort)
+    if group_search:
+        groups = groups.filter(Q(name__icontains=group_search) | Q(slug__icontains=group_search))
+    page = Paginator(groups, GROUPS_PER_PAGE).get_page(group_page)
+    listed = group_members([group.pk for group in page])
     return {
         "offsets": sorted(offsets.items()),
-        "experience": dict(experience),
-        "groups": [(group, by_group.get(group.pk, [])) for group in study_groups_of(cohort)],
-        "without_group": len(by_group.get(None, [])),
+        "experience": experience,
+        "groups": [(group, listed[group.pk]) for group in page],
+        "groups_page": page,
+        "without_group": members.filter(group__isnull=True).count(),
     }
 
 
