@@ -2,14 +2,16 @@
 
 One round of 100,000 confirmed learners in 40 time zones, formed into about 10,000 groups, and
 a ledger of 1.1 million rows (eleven emails each: welcome, group introduction, 8 weeks, the
-end), on PostgreSQL (the production database; ANALYZEd as autovacuum would). Each page is
+end), on PostgreSQL (the production database; VACUUM ANALYZEd as autovacuum would). Each page is
 fetched through Django's full stack (test client, a superuser, DEBUG off) five times; printed:
 the median and slowest time and the SQL queries of one fetch.
 
 Target (issue 13): each page under 1 s with a fixed number of queries. Needs BENCH_POSTGRES_URL's
-server; prints why when it is skipped.
+server; prints why when it is skipped. BENCH_SHOW_QUERIES=1 prints the slowest statements of each
+page, BENCH_PROFILE=1 a profile of the cohort page.
 """
 
+import os
 import statistics
 import sys
 import time
@@ -64,7 +66,7 @@ def main() -> None:
                 " ('week', 3), ('week', 4), ('week', 5), ('week', 6), ('week', 7), ('week', 8), ('course_end', 0)) AS e(kind, week)",
                 [cohort.pk, now, now, now, now],
             )
-            cursor.execute("ANALYZE")
+            cursor.execute("VACUUM ANALYZE")  # as autovacuum would, after a load this size
         rows = Delivery.objects.count()
         get_user_model().objects.create_superuser("bench", "bench@bench.invalid", "bench-password")
         client = Client()
@@ -79,9 +81,19 @@ def main() -> None:
                 assert response.status_code == 200, response.status_code
             with CaptureQueriesContext(connection) as queries:
                 client.get(url, query or {})
+            if os.environ.get("BENCH_SHOW_QUERIES"):
+                for statement in sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:5]:
+                    print(f"    {statement['time']} s  {statement['sql'][:160]}")
             return f"{statistics.median(seconds) * 1000:.0f}", f"ms median of 5 (slowest {max(seconds) * 1000:.0f} ms), {len(queries)} queries"
 
         cohort_url = reverse("admin:cohorts_cohort_change", args=[cohort.pk])
+        if os.environ.get("BENCH_PROFILE"):
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            profile.runcall(client.get, cohort_url)
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
         ledger_url = reverse("admin:scheduler_delivery_changelist")
         results = [
             ("cohort page", *fetch(cohort_url)),

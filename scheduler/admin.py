@@ -295,7 +295,7 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     list_display = ["pk", "learner", "cohort", "kind", "week_number", "status", "attempts", "due_at", "sent_at"]
     list_filter = ["status", "kind", "cohort"]
-    list_select_related = ["learner", "cohort"]
+    list_select_related = ["learner", "cohort__course"]  # a cohort's name says its course's
     search_fields = ["provider_message_id"]  # and an address or a row id: see get_search_results
     search_help_text = "An exact email address, a delivery id or the provider's message id."
     ordering = ["-pk"]

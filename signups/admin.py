@@ -19,7 +19,7 @@ from signups.groups import (
 )
 from signups.imports import ImportFileError, learners_import
 from signups.models import Enrollment, Erasure, Learner, Suppression
-from signups.selectors import cohort_enrollment_counts, cohort_members_overview, courses_with_waitlist_size
+from signups.selectors import cohort_enrollment_counts, cohort_member_counts, cohort_members_overview, courses_with_waitlist_size
 
 
 class LearnerStatusFilter(admin.SimpleListFilter):
@@ -264,8 +264,9 @@ def cohort_learners_section(cohort, today, user, query=None) -> dict:
     """Counts for anyone who may see the cohort; who is in which group only for those who may see
     learners. Groups are listed a page at a time (`groups_page`), searchable by name (`groups_q`)."""
     query = query or {}
-    overview = cohort_members_overview(cohort, group_search=query.get("groups_q", "").strip(), group_page=query.get("groups_page", 1))
-    quality = cohort_groups_quality(cohort)
+    counts = cohort_member_counts(cohort)
+    overview = cohort_members_overview(cohort, counts, group_search=query.get("groups_q", "").strip(), group_page=query.get("groups_page", 1))
+    quality = cohort_groups_quality(cohort, counts)
     spreads = {row.key.pk: row for row in quality.groups}
     return {
         "counts": [(Enrollment.Status(status).label, count) for status, count in sorted(cohort_enrollment_counts(cohort).items())],

@@ -121,3 +121,21 @@ def test_studygroup_admin_has_the_members_inline():
     from django.contrib import admin
 
     assert "GroupMembersInline" in [inline.__name__ for inline in admin.site._registry[StudyGroup].inlines]
+
+
+def test_the_quality_counted_in_the_database_matches_formations_own(next_cohort):
+    from signups.groups import cohort_groups_form, cohort_groups_quality
+
+    zones = ["Europe/Lisbon", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Pacific/Auckland"]
+    for number in range(60):
+        EnrollmentFactory(cohort=next_cohort, learner__timezone=zones[number % 6],
+                          learner__experience=["none", "some", "experienced"][number % 3])
+    formed = cohort_groups_form(next_cohort, now=next_cohort.created_at)
+
+    counted = cohort_groups_quality(next_cohort)
+
+    def summary(quality):
+        return sorted((row.key.pk, row.size, row.spread_hours, sorted(row.experience.items())) for row in quality.groups)
+
+    assert summary(counted) == summary(formed)
+    assert (counted.learners, counted.ungrouped) == (formed.learners, formed.ungrouped)
