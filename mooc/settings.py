@@ -259,6 +259,11 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "control_folder": str(BROKER_DIR / "control"),
     }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The test suite runs tasks in its own process, at once (pytest.ini); tests that start real
+# workers turn it off for themselves (mooc/testing/fixtures.py). Never in production: a web
+# request would send the email itself again.
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_TASK_EAGER_PROPAGATES = CELERY_TASK_ALWAYS_EAGER  # a task's bug fails the test that ran it
 # What sends many emails goes to the mail queue, behind no periodic job and holding none up.
 CELERY_TASK_ROUTES = {
     task: {"queue": env.str("DELIVERY_QUEUE", default="mail")}

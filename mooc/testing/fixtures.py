@@ -1,5 +1,6 @@
-"""Fixtures shared by every app's tests: a real browser and a real Celery worker."""
+"""Fixtures shared by every app's tests: eager Celery and on_commit, a real browser and a real Celery worker."""
 
+import logging
 import os
 import shutil
 import subprocess
@@ -32,6 +33,54 @@ def fast_password_hashing():
 
     with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
         yield
+
+
+@pytest.fixture(autouse=True)
+def celery_tasks_eager_unless_real_workers(request):
+    """Tasks run at once, in the test's process (CELERY_TASK_ALWAYS_EAGER in pytest.ini), except in
+    tests marked celery_worker: those send them through the broker to the worker processes they
+    start, as production does."""
+    from mooc.celery import app
+
+    if not request.node.get_closest_marker("celery_worker"):
+        yield
+        return
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = False
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+@pytest.fixture(autouse=True)
+def on_commit_at_the_tests_own_depth(monkeypatch):
+    """In a test wrapped in a transaction (django_db without transaction=True), whatever code
+    registers with `transaction.on_commit` outside any atomic block of its own runs at once, as
+    it would in production, where that moment is a commit (or autocommit): the test's own
+    transaction stands in for it. Registered inside an atomic block the code under test opened,
+    it is kept for that block's commit as Django does, which in such a test never comes: so a
+    service that queues a task inside its own `transaction.atomic()` (where the task could run
+    before the row it needs is committed) sends nothing in its tests, and they fail.
+
+    Tests with transaction=True (and the live server) commit for real: Django's own behaviour.
+    Django's captureOnCommitCallbacks does not see callbacks run here at once."""
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    deferred = BaseDatabaseWrapper.on_commit
+
+    def on_commit(connection, func, robust=False):
+        blocks = connection.atomic_blocks
+        if not (blocks and blocks[-1]._from_testcase):  # not at the test's depth: Django decides
+            return deferred(connection, func, robust)
+        if not robust:
+            return func()
+        try:
+            func()
+        except Exception as error:
+            logging.getLogger("django.db.backends.base").error(
+                "Error calling %s in on_commit() (%s).", func.__qualname__, error, exc_info=True
+            )
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "on_commit", on_commit)
 
 
 @pytest.fixture(autouse=True)
@@ -113,8 +162,11 @@ def csp_violations(page) -> list[str]:
 
 
 def environment_for_other_processes(**extra: str) -> dict[str, str]:
-    """This process's environment, pointed at the test database, plus `extra`."""
-    return os.environ | {"DATABASE_URL": database_url_for_other_processes(), "DJANGO_READ_DOT_ENV": "false"} | extra
+    """This process's environment, pointed at the test database, plus `extra`. Their tasks go
+    through the broker, as in production (the suite's own process runs them eagerly)."""
+    return os.environ | {
+        "DATABASE_URL": database_url_for_other_processes(), "DJANGO_READ_DOT_ENV": "false", "CELERY_TASK_ALWAYS_EAGER": "false",
+    } | extra
 
 
 def _stop(process: subprocess.Popen) -> None:
