@@ -28,6 +28,13 @@ app.conf.beat_schedule = {
         "schedule": 60.0,
         "options": {"expires": 55},
     },
+    # Learners' emails (signups/emails.py) whose task message was lost, or never reached the
+    # broker, are queued again: an outage delays them, never loses them.
+    "learner-emails-requeue": {
+        "task": "signups.tasks.learner_emails_requeue",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
     # Each cohort's groups are formed on its formation date (default: the day before it starts).
     "groups-form-due": {
         "task": "signups.tasks.groups_form_due",

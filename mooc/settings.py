@@ -249,6 +249,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - min(60, CELERY_TASK_TIME_
 # so the timeout must outlast the longest retry delay plus a run: otherwise a retry runs twice.
 TASK_RETRY_MAX_DELAY = env.int("TASK_RETRY_MAX_DELAY", default=60 * 60, minimum=1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": TASK_RETRY_MAX_DELAY + 2 * CELERY_TASK_TIME_LIMIT}
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Web requests queue tasks: a Redis that accepts connections and never answers must cost a
+    # request seconds (then the sweeper queues its email), not gunicorn's timeout. Longer than
+    # the one second a worker's BRPOP waits.
+    BROKER_SOCKET_TIMEOUT = env.int("BROKER_SOCKET_TIMEOUT", default=3, minimum=2)
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {"socket_timeout": BROKER_SOCKET_TIMEOUT, "socket_connect_timeout": BROKER_SOCKET_TIMEOUT}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The embedded development broker: messages are files in one folder under var/.
     BROKER_DIR = VAR_DIR / "broker"
@@ -264,14 +270,26 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # request would send the email itself again.
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = CELERY_TASK_ALWAYS_EAGER  # a task's bug fails the test that ran it
-# What sends many emails goes to the mail queue, behind no periodic job and holding none up.
+
+# Three queues, one worker each (README): periodic jobs on the default queue, `celery`; the
+# weekly send chunks on DELIVERY_QUEUE; and on TRANSACTIONAL_QUEUE the emails someone is waiting
+# for (a learner's confirmation or manage link, a staff member's test send), which must not wait
+# behind a week's backlog of chunks, nor hold up the periodic jobs while a provider hangs.
+DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
+TRANSACTIONAL_QUEUE = env.str("TRANSACTIONAL_QUEUE", default="transactional")
 CELERY_TASK_ROUTES = {
-    task: {"queue": env.str("DELIVERY_QUEUE", default="mail")}
-    for task in ["scheduler.tasks.deliveries_send_chunk", "signups.tasks.waitlist_invite_cohort"]
+    # What sends many emails goes to the mail queue, behind no periodic job and holding none up.
+    "scheduler.tasks.deliveries_send_chunk": {"queue": DELIVERY_QUEUE},
+    "signups.tasks.waitlist_invite_cohort": {"queue": DELIVERY_QUEUE},
+    "signups.tasks.learner_email_send": {"queue": TRANSACTIONAL_QUEUE},
 }
 
+# --- Learners' own emails: confirmation, manage link (signups/emails.py) ----------------------
+# Attempts on any failure but a refused address before such an email is failed (the backoff
+# between them: 30 s, 2 min, 8 min, 32 min, then every hour). Default: 8, about four hours.
+LEARNER_EMAIL_MAX_ATTEMPTS = env.int("LEARNER_EMAIL_MAX_ATTEMPTS", default=8, minimum=1)
+
 # --- Sending the course's emails (scheduler/planning.py, sending.py) ---------------------------------
-DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
 DELIVERY_CHUNK_SIZE = env.int("DELIVERY_CHUNK_SIZE", default=200, minimum=1)
 DELIVERY_MAX_ATTEMPTS = env.int("DELIVERY_MAX_ATTEMPTS", default=6, minimum=1)
 # Dispatch plans only what changed since its last pass, and everything again this often (a safety net).

@@ -178,3 +178,54 @@ class Erasure(models.Model):
 
     def __str__(self):
         return f"Erasure on {self.erased_on}"
+
+
+class LearnerEmail(models.Model):
+    """One email to a learner that someone is waiting for (confirmation, manage link...): the
+    outbox row a web request writes, and a worker sends (signups/emails.py has the rules).
+
+        PENDING --claim--> SENDING --> SENT
+           ^                  |-----> PENDING (any failure but a refused address: backoff)
+           |                  '-----> FAILED (a refused address; out of attempts; not mailable any more)
+           '-- a SENDING row whose claim is older than CLAIM_TIMEOUT (its worker died) is claimed afresh
+
+    The context holds plain JSON values and references to rows ({"model": "signups.enrollment",
+    "pk": 5}), loaded again when it is sent, so the email shows what is true then.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting to be sent"
+        SENDING = "sending", "Being sent"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+
+    # CASCADE: erasing a learner takes their unsent mail with it.
+    learner = models.ForeignKey(Learner, on_delete=models.CASCADE, related_name="emails")
+    template = models.CharField(max_length=100, help_text="templates/signups/email/<template>.txt, .html and _subject.txt")
+    context = models.JSONField(default=dict, blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Claims so far, each one a try at the provider.")
+    next_attempt_at = models.DateTimeField(help_text="Not sent before this moment (the backoff after a failure).")
+    # When the last task message queued for this row is due to run; empty when none could be
+    # queued (the broker was unreachable). The sweeper queues again rows left pending past it.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    claim = models.UUIDField(null=True, blank=True, editable=False)  # the holder of a SENDING row
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The sweeper's question, every minute: which unsent rows are due or stuck?
+            models.Index(
+                fields=["status", "next_attempt_at"], name="learneremail_unsent_due",
+                condition=Q(status__in=["pending", "sending"]),
+            ),
+        ]
+        permissions = [("retry_learneremail", "Can send a failed email to a learner again")]
+
+    def __str__(self):
+        return f"{self.template} to learner {self.learner_id} ({self.get_status_display()})"

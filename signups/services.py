@@ -79,17 +79,25 @@ def learner_email_headers(learner: Learner) -> dict[str, str]:
 
 
 def _send(learner: Learner, template: str, context: dict, headers: dict | None = None) -> None:
-    """Render and send one of this app's emails. Never raises: the person sees "check your
-    inbox" either way, so a failure is logged and the resend interval released, letting them
-    (or an organizer) try again at once."""
-    try:
-        _render_and_send(learner, template, context, headers)
-    except Exception:
-        logger.exception("Could not send the %s email to learner %s", template, learner.pk)
-        Learner.objects.filter(pk=learner.pk).update(confirmation_sent_at=None)
+    """Put one of this app's emails in the outbox (signups/emails.py): written in the caller's
+    transaction, if any, and handed to a worker once it commits, so the person sees "check your
+    inbox" at once whatever the provider does. The worker retries failures; one that fails for
+    good releases the resend interval, letting them (or an organizer) try again at once.
+
+    Call it after your `transaction.atomic()` block, as every service here does: the email then
+    follows a change already committed, and tests, which never commit, see it sent (they run an
+    on_commit callback only when it is registered outside the code's own blocks:
+    mooc/testing/fixtures.py). `context` holds model instances (loaded again when the email is
+    sent) and plain JSON values; raises TypeError for anything else."""
+    from django.utils import timezone
+
+    from signups.emails import learner_email_queue  # that module renders through this one
+
+    learner_email_queue(learner, template, context, headers, now=timezone.now())
 
 
 def _render_and_send(learner: Learner, template: str, context: dict, headers: dict | None) -> None:
+    """Render one of this app's emails and hand it to the provider, now: the worker's part of _send."""
     context = {"learner": learner, "links": learner_links(learner), **context}
     subject = render_to_string(f"signups/email/{template}_subject.txt", context).strip()
     message = EmailMultiAlternatives(

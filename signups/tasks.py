@@ -4,6 +4,8 @@ from celery import shared_task
 from django.utils import timezone
 
 from cohorts.selectors import cohort_by_id
+from signups import emails
+from signups.email_rows import SEND_TIME_LIMIT
 from signups.groups import cohorts_groups_form_due
 from signups.selectors import cohorts_with_waitlist_to_invite
 from signups.services import waitlist_invite
@@ -34,3 +36,18 @@ def waitlist_invite_cohort(cohort_id: int) -> None:
     cohort = cohort_by_id(cohort_id)
     if cohort is not None:
         logger.info("Invited %d learners from the waitlist to %s", waitlist_invite(cohort, timezone.now()), cohort)
+
+
+@shared_task(time_limit=SEND_TIME_LIMIT.total_seconds(), soft_time_limit=SEND_TIME_LIMIT.total_seconds() - 15)
+def learner_email_send(email_id: int) -> None:
+    """One learner email from the outbox (TRANSACTIONAL_QUEUE); after a failure, queued again for
+    when its backoff ends (a message that arrives early, or twice, changes nothing)."""
+    outcome = emails.learner_email_send(email_id, now=timezone.now())
+    if outcome.retry_at is not None:
+        emails.learner_email_enqueue(email_id, eta=outcome.retry_at)
+
+
+@shared_task
+def learner_emails_requeue() -> None:
+    """Beat, every minute: queue again the learner emails whose message was lost or never left."""
+    emails.learner_emails_requeue(timezone.now())

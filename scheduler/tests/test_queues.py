@@ -14,6 +14,8 @@ from mooc.celery import app
         ("scheduler.tasks.deliveries_send_chunk", "mail"),
         ("signups.tasks.waitlist_invite_due", "celery"),
         ("signups.tasks.waitlist_invite_cohort", "mail"),
+        ("signups.tasks.learner_emails_requeue", "celery"),
+        ("signups.tasks.learner_email_send", "transactional"),
     ],
 )
 def test_each_task_goes_to_its_queue(task, queue, settings):
@@ -21,6 +23,16 @@ def test_each_task_goes_to_its_queue(task, queue, settings):
     assert route["queue"].name == queue
     if queue == "mail":
         assert settings.DELIVERY_QUEUE == queue  # where dispatch sends the chunks
+    if queue == "transactional":
+        assert settings.TRANSACTIONAL_QUEUE == queue
+
+
+def test_a_send_task_is_killed_before_another_may_claim_its_email():
+    from signups.email_rows import CLAIM_TIMEOUT, SEND_TIME_LIMIT
+    from signups.tasks import learner_email_send
+
+    assert learner_email_send.time_limit == SEND_TIME_LIMIT.total_seconds() < CLAIM_TIMEOUT.total_seconds()
+    assert learner_email_send.soft_time_limit < learner_email_send.time_limit
 
 
 def test_every_periodic_job_is_on_the_jobs_queue():
