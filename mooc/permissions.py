@@ -33,6 +33,7 @@ ROLES: dict[str, list[str]] = {
         "signups.view_learner", "signups.change_learner", "signups.view_enrollment",
         "signups.resend_confirmation", "signups.move_learner", "signups.unsubscribe_learner", "signups.import_learners",
         "signups.view_suppression", "signups.view_erasure",
+        "signups.view_learneremail", "signups.retry_learneremail",
         "scheduler.view_delivery", "scheduler.send_week_now", "scheduler.resend_failed",
     ],
     # Edits courses, weeks and email templates; sees no learner data.

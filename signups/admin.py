@@ -5,20 +5,23 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, Subquery
 from django.shortcuts import redirect, render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
 
 from cohorts.admin import CohortAdmin, CohortPageSection, CourseAdmin, StudyGroupAdmin, action_form_response
 from cohorts.models import Cohort
 from cohorts.selectors import cohort_groups_have_place_to_talk
 from mooc.permissions import ActionPermissionsMixin, admin_action
 from signups import services
+from signups.emails import learner_emails_send_again
 from signups.groups import (
     GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform,
     groups_without_place_to_talk_warning,
 )
 from signups.imports import ImportFileError, learners_import
-from signups.models import Enrollment, Erasure, Learner, Suppression
+from signups.models import Enrollment, Erasure, Learner, LearnerEmail, Suppression
 from signups.selectors import cohort_enrollment_counts, cohort_member_counts, cohort_members_overview, courses_with_waitlist_size
 
 
@@ -149,13 +152,45 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False  # learners sign up themselves, or arrive through the import
 
+    # Their recent emails from the outbox, for those who may read it.
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        return [*fields, "recent_emails"] if obj and request.user.has_perm("signups.view_learneremail") else fields
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        return [*readonly, "recent_emails"] if obj and request.user.has_perm("signups.view_learneremail") else readonly
+
+    @admin.display(description="recent emails")
+    def recent_emails(self, learner):
+        emails = list(learner.emails.order_by("-created_at")[:RECENT_EMAILS])
+        if not emails:
+            return "None."
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    timezone.localtime(email.created_at).strftime("%Y-%m-%d %H:%M"), email.template, email.get_status_display(),
+                    email.attempts, timezone.localtime(email.sent_at).strftime("%Y-%m-%d %H:%M") if email.sent_at else "-",
+                    Truncator(email.last_error).chars(120) or "-",
+                )
+                for email in emails
+            ),
+        )
+        every = reverse("admin:signups_learneremail_changelist") + f"?learner__id__exact={learner.pk}"
+        return format_html(
+            "<table><thead><tr><th>queued</th><th>email</th><th>status</th><th>attempts</th><th>sent</th><th>last error</th></tr>"
+            '</thead><tbody>{}</tbody></table><p><a href="{}">All of this learner\'s emails</a></p>',
+            rows, every,
+        )
+
     @admin_action(permission="signups.resend_confirmation", description="Re-send the confirmation email")
     def resend_confirmation(self, request, queryset):
         sent = services.learners_confirmation_resend(queryset, now=timezone.now())
         skipped = queryset.count() - sent
         self.message_user(
             request,
-            f"Sent {sent} confirmation email{'s' if sent != 1 else ''}; skipped {skipped} "
+            f"Queued {sent} confirmation email{'s' if sent != 1 else ''} for sending; skipped {skipped} "
             "(already confirmed, unsubscribed, or mailed in the last 10 minutes).",
         )
 
@@ -232,6 +267,65 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return render(request, "admin/signups/learner/import.html", context)
+
+
+RECENT_EMAILS = 10  # on a learner's page
+
+
+@admin.register(LearnerEmail)
+class LearnerEmailAdmin(ActionPermissionsMixin, admin.ModelAdmin):
+    """The outbox of learners' own emails (signups/emails.py): read-only, plus sending failed ones
+    again. The address only for those who may see learners; never the context or headers, which
+    hold the learner's secret links."""
+
+    list_filter = ["status", "template"]
+    list_select_related = ["learner"]
+    date_hierarchy = "created_at"
+    actions = ["send_again"]
+    _TIMES = ["created_at", "queued_at", "next_attempt_at", "claimed_at", "sent_at"]
+
+    def _may_see_learners(self, request) -> bool:
+        return request.user.has_perm("signups.view_learner")
+
+    def _recipient(self, request) -> str:
+        return "learner" if self._may_see_learners(request) else "learner_ref"
+
+    def get_list_display(self, request):
+        return ["created_at", self._recipient(request), "template", "status", "attempts", "next_attempt_at", "sent_at", "error"]
+
+    def get_search_fields(self, request):
+        return ["learner__email"] if self._may_see_learners(request) else []
+
+    def get_fields(self, request, obj=None):
+        return [self._recipient(request), "template", "status", "attempts", *self._TIMES, "last_error"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.get_fields(request, obj)
+
+    @admin.display(description="learner")
+    def learner_ref(self, email):
+        return f"learner #{email.learner_id}"
+
+    @admin.display(description="last error")
+    def error(self, email):
+        return Truncator(email.last_error).chars(80) or "-"
+
+    def has_add_permission(self, request):
+        return False  # written by the services that mail learners
+
+    def has_change_permission(self, request, obj=None):
+        return False  # changed only by the worker and the action below
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a learner's erasure takes theirs with it
+
+    @admin_action(permission="signups.retry_learneremail", description="Send again (failed emails)")
+    def send_again(self, request, queryset):
+        count = learner_emails_send_again(queryset, now=timezone.now())
+        skipped = queryset.count() - count
+        self.message_user(
+            request, f"{count} failed email{'s' if count != 1 else ''} will be sent again now; skipped {skipped} (not failed)."
+        )
 
 
 @admin.register(Suppression)

@@ -21,7 +21,7 @@ from cohorts.tests.factories import CohortFactory
 from mooc.permissions import COURSE_EDITOR, ORGANIZER, ROLES, VIEWER, roles_sync
 from scheduler.models import Delivery, EmailKind, EmailTemplate
 from scheduler.services import template_version_save
-from signups.models import Enrollment, Learner
+from signups.models import Enrollment, Learner, LearnerEmail
 from signups.services import learner_links
 from signups.tests.factories import EnrollmentFactory
 
@@ -55,7 +55,10 @@ def course_with_learners(clock):
         status=Delivery.Status.FAILED, reason="refused by the test",
     )
     unconfirmed = EnrollmentFactory(cohort=cohort, status=Enrollment.Status.PENDING, learner__confirmed_at=None).learner
-    return {"cohort": cohort, "other": other, "learners": learners, "unconfirmed": unconfirmed}
+    failed_email = LearnerEmail.objects.create(
+        learner=learners[2].learner, template="manage_link", status=LearnerEmail.Status.FAILED, next_attempt_at=clock.now(),
+    )
+    return {"cohort": cohort, "other": other, "learners": learners, "unconfirmed": unconfirmed, "failed_email": failed_email}
 
 
 @dataclass
@@ -85,11 +88,13 @@ ACTIONS = [
     Action("signups/learner", "move_to_cohort", {"apply": "1", "cohort": "other"}, "learner",
            lambda data, _: Enrollment.objects.filter(learner=_learner_of(data), cohort=data["other"]).exists()),
     Action("signups/learner", "resend_confirmation", {}, "unconfirmed", lambda data, _: len(mail.outbox) == 1),
+    Action("signups/learneremail", "send_again", {}, "failed_email", lambda data, _: len(mail.outbox) == 1),
 ]
 
 
 def _target(data, action: Action):
-    return {"cohort": data["cohort"], "learner": _learner_of(data), "unconfirmed": data["unconfirmed"]}[action.selected]
+    return {"cohort": data["cohort"], "learner": _learner_of(data), "unconfirmed": data["unconfirmed"],
+            "failed_email": data["failed_email"]}[action.selected]
 
 
 def _offered(client, action: Action):

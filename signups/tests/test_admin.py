@@ -51,7 +51,7 @@ def test_resend_confirmation_goes_only_to_those_waiting(admin_client, learners):
     )
 
     assert [message.to for message in mail.outbox] == [["pending@example.org"]]
-    assert "Sent 1 confirmation email; skipped 3" in response.content.decode()
+    assert "Queued 1 confirmation email for sending; skipped 3" in response.content.decode()
 
 
 def test_move_to_cohort_asks_where_then_moves(admin_client, learners, next_cohort, later_cohort):
