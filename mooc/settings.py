@@ -282,6 +282,7 @@ CELERY_TASK_ROUTES = {
     "scheduler.tasks.deliveries_send_chunk": {"queue": DELIVERY_QUEUE},
     "signups.tasks.waitlist_invite_cohort": {"queue": DELIVERY_QUEUE},
     "signups.tasks.learner_email_send": {"queue": TRANSACTIONAL_QUEUE},
+    "scheduler.tasks.email_test_send": {"queue": TRANSACTIONAL_QUEUE},
 }
 
 # --- Learners' own emails: confirmation, manage link (signups/emails.py) ----------------------

@@ -23,7 +23,9 @@ from mooc.permissions import admin_action
 from scheduler.planning import deliveries_resend_failed, deliveries_send_week_now
 from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion
 from scheduler.selectors import cohort_delivery_summary, preview_context, sample_contexts
-from scheduler.services import delivery_header, email_render, email_test_send, template_restore, template_version_save
+from scheduler.services import (
+    TestSendNotQueued, delivery_header, email_render, email_test_queue, template_restore, template_version_save,
+)
 from signups.selectors import learner_ids_with_email
 from scheduler.templating import FILTERS, LIMITS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
 
@@ -151,11 +153,19 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         else:
             cohort = Cohort.objects.filter(course=template.course, pk=request.POST.get("preview_cohort") or None).first()
             try:
-                rendered = email_test_send(template, cohort, request.user.email)
+                rendered = email_test_queue(template, cohort, request.user.email)
             except TemplateError as error:
                 self.message_user(request, f"The email cannot be made: {error}", messages.ERROR)
-                return redirect("admin:scheduler_emailtemplate_change", pk)
-            self.message_user(request, f"Sent “{rendered.subject}” (version {template.current_version.number}) to {request.user.email}.")
+            except TestSendNotQueued:
+                self.message_user(
+                    request, "The test email was not sent: the task queue (the Celery broker) cannot be reached. "
+                    "Try again in a minute; if it persists, check /healthz.", messages.ERROR,
+                )
+            else:
+                self.message_user(
+                    request, f"Queued “{rendered.subject}” (version {template.current_version.number}): "
+                    f"a worker sends it to {request.user.email} in a moment.",
+                )
         return redirect("admin:scheduler_emailtemplate_change", pk)
 
     def diff_view(self, request, pk, number):

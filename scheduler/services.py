@@ -8,10 +8,12 @@ import yaml
 from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.db.models import Max
+from kombu.exceptions import OperationalError
 
 from scheduler.models import WORKER_HEARTBEAT, EmailKind, EmailTemplate, EmailTemplateVersion, Heartbeat
 from scheduler.selectors import preview_context, sample_contexts
 from scheduler.templating import email_check, email_compile, email_render_parts, markdown_to_html_template
+from signups.emails import ENQUEUE_RETRY_POLICY
 from signups.services import list_unsubscribe_headers
 
 
@@ -74,21 +76,45 @@ def delivery_header(kind: str, cohort_slug: str | None, week_number: int, delive
     return f"{kind}; cohort={cohort_slug or '-'}; week={week_number}; id={delivery_id}"
 
 
-def email_test_send(template: EmailTemplate, cohort, to_email: str) -> RenderedEmail:
-    """Send a template's version in force, as a made-up learner of `cohort` would get it, to a staff address.
+class TestSendNotQueued(Exception):
+    """The broker did not take the test send's task: nothing will be sent."""
+
+
+def email_test_queue(template: EmailTemplate, cohort, to_email: str) -> RenderedEmail:
+    """Queue a test send of the template's version in force, as a made-up learner of `cohort`
+    would get it, to a staff address; a worker sends it (email_test_send), retrying if the
+    provider fails. Rendered here first, so that a template that cannot be made says so on the
+    page: raises TemplateError, or TestSendNotQueued when the broker is unreachable. Returns
+    what will be sent."""
+    from scheduler.tasks import email_test_send as email_test_send_task  # the tasks call these services
+
+    version = template.current_version
+    rendered = _test_email_render(template, version, cohort)
+    try:
+        email_test_send_task.apply_async(args=[version.pk, cohort.pk if cohort else None, to_email], retry_policy=ENQUEUE_RETRY_POLICY)
+    except (OperationalError, OSError) as error:
+        raise TestSendNotQueued(str(error)) from error
+    return rendered
+
+
+def email_test_send(version: EmailTemplateVersion, cohort, to_email: str) -> RenderedEmail:
+    """Send a template's version, as a made-up learner of `cohort` would get it, to a staff address.
 
     Made-up links only, and no List-Unsubscribe: the staff member's mail client offers its
-    Unsubscribe button for that header, and it must not act on anyone.
+    Unsubscribe button for that header, and it must not act on anyone. Raises TemplateError,
+    and whatever the provider raises.
     """
-    context, _ = preview_context(template.course, cohort, template.kind, template.week_number)
-    rendered = email_render(
-        template.current_version, context, delivery_header(template.kind, cohort.slug if cohort else None, template.week_number, "test")
-    )
+    rendered = _test_email_render(version.template, version, cohort)
     headers = {"X-Mooc-Delivery": rendered.headers["X-Mooc-Delivery"]}
     message = EmailMultiAlternatives(subject=f"[Test] {rendered.subject}", body=rendered.text, to=[to_email], headers=headers)
     message.attach_alternative(rendered.html, "text/html")
     message.send()
     return rendered
+
+
+def _test_email_render(template: EmailTemplate, version: EmailTemplateVersion, cohort) -> RenderedEmail:
+    context, _ = preview_context(template.course, cohort, template.kind, template.week_number)
+    return email_render(version, context, delivery_header(template.kind, cohort.slug if cohort else None, template.week_number, "test"))
 
 
 DEFAULT_EMAILS_FILE = Path(__file__).resolve().parent / "fixtures" / "default_emails.yaml"

@@ -1,12 +1,17 @@
 import logging
 
+from anymail.exceptions import AnymailRecipientsRefused
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from jinja2 import TemplateError
 
+from cohorts.models import Cohort
+from scheduler.models import EmailTemplateVersion
 from scheduler.planning import deliveries_dispatch
 from scheduler.sending import deliveries_send
+from scheduler.services import email_test_send as test_email_send
 from scheduler.services import heartbeat_record
 
 logger = logging.getLogger(__name__)
@@ -32,3 +37,20 @@ def deliveries_dispatch_due() -> None:
 def deliveries_send_chunk(delivery_ids: list[int]) -> None:
     report = deliveries_send(delivery_ids)
     logger.info("Chunk of %d: %s", len(delivery_ids), report)
+
+
+@shared_task(bind=True, max_retries=4)
+def email_test_send(self, version_id: int, cohort_id: int | None, to_email: str) -> None:
+    """A staff member's test send (TRANSACTIONAL_QUEUE). A provider failure is retried after 30 s,
+    2, 8 and 32 minutes; a template that no longer renders, or a refused address, is not."""
+    version = EmailTemplateVersion.objects.select_related("template__course").filter(pk=version_id).first()
+    if version is None:
+        logger.warning("Test send of template version %s: the version no longer exists", version_id)
+        return
+    cohort = Cohort.objects.filter(pk=cohort_id).first() if cohort_id else None
+    try:
+        test_email_send(version, cohort, to_email)
+    except (TemplateError, AnymailRecipientsRefused) as error:
+        logger.warning("Test send of %s version %d not sent: %s", version.template, version.number, error)
+    except Exception as error:
+        raise self.retry(exc=error, countdown=30 * 4**self.request.retries)

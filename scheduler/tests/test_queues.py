@@ -16,6 +16,7 @@ from mooc.celery import app
         ("signups.tasks.waitlist_invite_cohort", "mail"),
         ("signups.tasks.learner_emails_requeue", "celery"),
         ("signups.tasks.learner_email_send", "transactional"),
+        ("scheduler.tasks.email_test_send", "transactional"),
     ],
 )
 def test_each_task_goes_to_its_queue(task, queue, settings):

@@ -11,6 +11,7 @@ from cohorts.models import Cohort, Course
 from scheduler import admin as scheduler_admin
 from scheduler import sandbox
 from scheduler.models import EmailKind, EmailTemplate
+from scheduler.tasks import email_test_send
 from signups.tests.factories import EnrollmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -140,6 +141,59 @@ def test_a_test_send_goes_to_the_staff_members_own_address(admin_client, admin_u
     html = message.alternatives[0][0]
     assert "First programs, values and variables" in html
     assert f"to {admin_user.email}" in response.content.decode()
+
+
+def test_a_test_send_is_queued_for_a_worker_and_the_page_says_so(admin_client, admin_user, week_one, monkeypatch):
+    queued = []
+    monkeypatch.setattr(email_test_send, "apply_async", lambda args, **options: queued.append(args))
+    cohort = Cohort.objects.get(slug="gentle-python-round-2")
+
+    response = admin_client.post(
+        reverse("admin:scheduler_emailtemplate_test_send", args=[week_one.pk]), {"preview_cohort": cohort.pk}, follow=True
+    )
+
+    assert not mail.outbox  # the request only queued it
+    assert queued == [[week_one.current_version_id, cohort.pk, admin_user.email]]
+    assert (
+        f"Queued “We begin: week 1 of A Gentle Introduction to Python” (version 1): a worker sends it to {admin_user.email}"
+        in response.content.decode()
+    )
+    assert 'id="preview-html"' in response.content.decode()  # the editor and its live preview, as before
+
+    email_test_send.apply(args=queued[0])  # the worker
+    [message] = mail.outbox
+    assert message.to == [admin_user.email] and message.subject.startswith("[Test] We begin")
+
+
+def test_a_test_send_the_provider_fails_is_retried(admin_client, admin_user, week_one, provider, monkeypatch):
+    from anymail.exceptions import AnymailAPIError
+
+    queued = []
+    monkeypatch.setattr(email_test_send, "apply_async", lambda args, **options: queued.append(args))
+    admin_client.post(reverse("admin:scheduler_emailtemplate_test_send", args=[week_one.pk]))
+    provider[admin_user.email] = [AnymailAPIError("Service Unavailable", status_code=503), None]
+
+    # As a worker runs it: the retry is run at once here (throw=False lets Celery's eager mode retry).
+    email_test_send.apply(args=queued[0], throw=False)
+
+    [message] = mail.outbox
+    assert message.to == [admin_user.email]
+    assert provider[admin_user.email] == []  # both answers played: failed once, then sent
+
+
+def test_with_the_broker_unreachable_the_page_says_the_test_was_not_sent(admin_client, week_one, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(email_test_send, "apply_async", broker_down)
+
+    response = admin_client.post(reverse("admin:scheduler_emailtemplate_test_send", args=[week_one.pk]), follow=True)
+
+    page = response.content.decode()
+    assert "The test email was not sent: the task queue (the Celery broker) cannot be reached." in page
+    assert "Queued" not in page and not mail.outbox
 
 
 def test_diff_and_restore(admin_client, week_one):
