@@ -12,7 +12,7 @@ run: $(INSTALLED) .env
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py load_demo
 	$(BIN)/python manage.py dev_admin
-	@echo "Starting web (http://127.0.0.1:8000), worker and beat; Ctrl-C stops all three."
+	@echo "Starting web (http://127.0.0.1:8000), the workers and beat; Ctrl-C stops them all."
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho -f Procfile.dev start
 
 test: $(INSTALLED) browser

@@ -36,6 +36,15 @@ def test_a_send_task_is_killed_before_another_may_claim_its_email():
     assert learner_email_send.soft_time_limit < learner_email_send.time_limit
 
 
+def test_every_worker_in_the_readme_and_procfile_covers_every_queue():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for text in (root / "README.md").read_text(), (root / "Procfile.dev").read_text():
+        for queue in ("celery", "mail", "transactional"):
+            assert f"--queues={queue} " in text, queue
+
+
 def test_every_periodic_job_is_on_the_jobs_queue():
     for name, entry in app.conf.beat_schedule.items():
         assert app.amqp.router.route({}, entry["task"])["queue"].name == "celery", name
