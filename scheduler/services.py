@@ -91,7 +91,9 @@ def email_test_queue(template: EmailTemplate, cohort, to_email: str) -> Rendered
     version = template.current_version
     rendered = _test_email_render(template, version, cohort)
     try:
-        email_test_send_task.apply_async(args=[version.pk, cohort.pk if cohort else None, to_email], retry_policy=ENQUEUE_RETRY_POLICY)
+        email_test_send_task.apply_async(
+            args=[version.pk, cohort.pk if cohort else None, to_email], retry_policy=ENQUEUE_RETRY_POLICY
+        )
     except (OperationalError, OSError) as error:
         raise TestSendNotQueued(str(error)) from error
     return rendered

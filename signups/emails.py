@@ -11,6 +11,8 @@ never lost:
   then FAILED. A hang can mean the provider took it after all: a second copy of a link is the
   price, better than none.
 - A refused address (AnymailRecipientsRefused): FAILED at once, never tried again.
+- A learner who unsubscribed after it was queued, or a row it refers to that is gone by then:
+  FAILED with that reason, not sent (nobody is mailed against their will).
 - An email that fails for good gives the learner's resend slot back (confirmation_sent_at), so
   signing up again (or an organizer's re-send) mails a new link at once.
 - A broker that is unreachable when the task is queued: logged, and the request answers all the
@@ -40,6 +42,8 @@ logger = logging.getLogger(__name__)
 # each say something of their own ("you joined the round") and are all sent.
 REPLACES_PENDING = frozenset({"confirmation", "manage_link"})
 
+# Publishing a task from a web request: one more try after a failure, not kombu's three (see
+# learner_email_enqueue; the email editor's test send uses it too).
 ENQUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 # The backoff after a failed attempt n: 30 s * 4^(n-1), capped (see retry_delay).

@@ -97,7 +97,8 @@ def _send(learner: Learner, template: str, context: dict, headers: dict | None =
 
 
 def _render_and_send(learner: Learner, template: str, context: dict, headers: dict | None) -> None:
-    """Render one of this app's emails and hand it to the provider, now: the worker's part of _send."""
+    """Render one of this app's emails and hand it to the provider, now: a worker's part (the
+    outbox's send, the waitlist's invitations), never a web request's."""
     context = {"learner": learner, "links": learner_links(learner), **context}
     subject = render_to_string(f"signups/email/{template}_subject.txt", context).strip()
     message = EmailMultiAlternatives(

@@ -57,9 +57,9 @@ def on_commit_at_the_tests_own_depth(monkeypatch):
     registers with `transaction.on_commit` outside any atomic block of its own runs at once, as
     it would in production, where that moment is a commit (or autocommit): the test's own
     transaction stands in for it. Registered inside an atomic block the code under test opened,
-    it is kept for that block's commit as Django does, which in such a test never comes: so a
-    service that queues a task inside its own `transaction.atomic()` (where the task could run
-    before the row it needs is committed) sends nothing in its tests, and they fail.
+    it is kept for the outermost commit as Django does, which in such a test never comes. That
+    keeps the services' rule honest, queue after your own `transaction.atomic()` block: one that
+    queues inside it sends nothing in its tests, and they fail.
 
     Tests with transaction=True (and the live server) commit for real: Django's own behaviour.
     Django's captureOnCommitCallbacks does not see callbacks run here at once."""
