@@ -13,6 +13,7 @@ from django.utils.text import Truncator
 from cohorts.admin import CohortAdmin, CohortPageSection, CourseAdmin, StudyGroupAdmin, action_form_response
 from cohorts.models import Cohort
 from cohorts.selectors import cohort_groups_have_place_to_talk
+from mooc.admin_paging import EstimatedCountPaginator
 from mooc.permissions import ActionPermissionsMixin, admin_action
 from signups import services
 from signups.emails import learner_emails_send_again
@@ -22,7 +23,9 @@ from signups.groups import (
 )
 from signups.imports import ImportFileError, learners_import
 from signups.models import Enrollment, Erasure, Learner, LearnerEmail, Suppression
-from signups.selectors import cohort_enrollment_counts, cohort_member_counts, cohort_members_overview, courses_with_waitlist_size
+from signups.selectors import (
+    cohort_enrollment_counts, cohort_member_counts, cohort_members_overview, courses_with_waitlist_size, learner_ids_with_email,
+)
 
 
 class LearnerStatusFilter(admin.SimpleListFilter):
@@ -276,11 +279,15 @@ RECENT_EMAILS = 10  # on a learner's page
 class LearnerEmailAdmin(ActionPermissionsMixin, admin.ModelAdmin):
     """The outbox of learners' own emails (signups/emails.py): read-only, plus sending failed ones
     again. The address only for those who may see learners; never the context or headers, which
-    hold the learner's secret links."""
+    hold the learner's secret links. A row per email asked for: like the ledger, counted by
+    estimate, newest first on the primary key, searched exactly on indexed columns."""
 
-    list_filter = ["status", "template"]
+    list_filter = ["status"]
     list_select_related = ["learner"]
-    date_hierarchy = "created_at"
+    ordering = ["-pk"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    search_help_text = "An exact email address (if you may see learners) or an email's id."
     actions = ["send_again"]
     _TIMES = ["created_at", "queued_at", "next_attempt_at", "claimed_at", "sent_at"]
 
@@ -294,7 +301,17 @@ class LearnerEmailAdmin(ActionPermissionsMixin, admin.ModelAdmin):
         return ["created_at", self._recipient(request), "template", "status", "attempts", "next_attempt_at", "sent_at", "error"]
 
     def get_search_fields(self, request):
-        return ["learner__email"] if self._may_see_learners(request) else []
+        return ["pk"]  # the box itself; what it finds: get_search_results
+
+    def get_search_results(self, request, queryset, search_term):
+        """An exact address (for those who may see learners) or a row id: a substring search
+        would scan every row."""
+        term = search_term.strip()
+        if "@" in term and self._may_see_learners(request):
+            return queryset.filter(learner_id__in=learner_ids_with_email(term)), False
+        if term.isdigit():
+            return queryset.filter(pk=int(term)), False
+        return (queryset.none() if term else queryset), False
 
     def get_fields(self, request, obj=None):
         return [self._recipient(request), "template", "status", "attempts", *self._TIMES, "last_error"]

@@ -43,7 +43,10 @@ def test_organizers_see_each_email_with_its_address_status_and_error(client, fai
     detail = client.get(reverse("admin:signups_learneremail_change", args=[failed_email.pk])).content.decode()
     assert "grace@example.org" in detail and "Service Unavailable" in detail
     assert "confirm_url" not in detail and "List-Unsubscribe" not in detail  # the secret links stay out
-    assert client.get(reverse(CHANGELIST), {"q": "grace@"}).context["cl"].result_count == 1
+    # Searched exactly, on indexed columns: an address, or an email's id.
+    assert client.get(reverse(CHANGELIST), {"q": " Grace@Example.org "}).context["cl"].result_count == 1
+    assert client.get(reverse(CHANGELIST), {"q": "grace@"}).context["cl"].result_count == 0
+    assert client.get(reverse(CHANGELIST), {"q": str(failed_email.pk)}).context["cl"].result_count == 1
 
 
 def test_without_the_right_to_see_learners_the_address_is_not_shown(client, failed_email):
@@ -53,6 +56,8 @@ def test_without_the_right_to_see_learners_the_address_is_not_shown(client, fail
     assert "grace@example.org" not in page
     detail = client.get(reverse("admin:signups_learneremail_change", args=[failed_email.pk])).content.decode()
     assert "grace@example.org" not in detail
+    # Nor can an address be found by searching for it.
+    assert client.get(reverse(CHANGELIST), {"q": "grace@example.org"}).context["cl"].result_count == 0
 
 
 def test_course_editors_may_not_see_learners_emails(client, failed_email):
