@@ -225,6 +225,7 @@ class CohortAdmin(ActionPermissionsMixin, admin.ModelAdmin):
 
 @admin.register(StudyGroup)
 class StudyGroupAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a typed link without one is https
     list_display = ["name", "cohort", "slug", "utc_offset_minutes", "dissolved_at"]
     list_filter = ["cohort"]
     list_select_related = ["cohort__course"]
