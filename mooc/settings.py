@@ -183,6 +183,13 @@ SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR = env.int("SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR",
 # X-Forwarded-For; 0 trusts no such header and takes the connection's address.
 TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
 
+# --- Signups: organizers' CSV imports (signups/imports.py, signups/import_jobs.py) --------------
+# The largest file the admin and `import_learners` accept, in bytes (about 400,000 rows).
+LEARNER_IMPORT_MAX_BYTES = env.int("LEARNER_IMPORT_MAX_BYTES", default=20 * 1024 * 1024, minimum=1)
+# Rows per batch: each batch is one transaction, so this bounds how long an import holds the
+# learners' and the cohort's locks (on SQLite, the database's write lock) at a time.
+LEARNER_IMPORT_BATCH_SIZE = env.int("LEARNER_IMPORT_BATCH_SIZE", default=500, minimum=1)
+
 # --- Security in production (README, "Security") ---------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -262,7 +269,11 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # What sends many emails goes to the mail queue, behind no periodic job and holding none up.
 CELERY_TASK_ROUTES = {
     task: {"queue": env.str("DELIVERY_QUEUE", default="mail")}
-    for task in ["scheduler.tasks.deliveries_send_chunk", "signups.tasks.waitlist_invite_cohort"]
+    for task in [
+        "scheduler.tasks.deliveries_send_chunk", "signups.tasks.waitlist_invite_cohort",
+        # Organizers' imports and bulk actions: long, and they mail many confirmations.
+        "signups.tasks.learner_import_preview", "signups.tasks.learner_import_apply", "signups.tasks.learner_bulk_action_run",
+    ]
 }
 
 # --- Sending the course's emails (scheduler/planning.py, sending.py) ---------------------------------

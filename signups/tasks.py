@@ -4,6 +4,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from cohorts.selectors import cohort_by_id
+from signups import bulk_actions, import_jobs
 from signups.groups import cohorts_groups_form_due
 from signups.selectors import cohorts_with_waitlist_to_invite
 from signups.services import waitlist_invite
@@ -34,3 +35,24 @@ def waitlist_invite_cohort(cohort_id: int) -> None:
     cohort = cohort_by_id(cohort_id)
     if cohort is not None:
         logger.info("Invited %d learners from the waitlist to %s", waitlist_invite(cohort, timezone.now()), cohort)
+
+
+# --- Organizers' imports and bulk actions (on the mail queue: CELERY_TASK_ROUTES) ---------------
+
+
+@shared_task
+def learner_import_preview(import_id: int) -> None:
+    """Safe to run twice: a preview saves nothing, and starts over."""
+    import_jobs.learner_import_preview(import_id, now=timezone.now())
+
+
+@shared_task
+def learner_import_apply(import_id: int) -> None:
+    """Safe to run twice, or again after a crash: it goes on from the last batch saved."""
+    import_jobs.learner_import_apply(import_id, now=timezone.now())
+
+
+@shared_task
+def learner_bulk_action_run(job_id: int) -> None:
+    """Safe to run twice: every action is idempotent per learner, and it goes on from the last batch done."""
+    bulk_actions.learner_bulk_action_run(job_id, now=timezone.now())
