@@ -25,7 +25,9 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from signups.imports import BatchOutcome, ImportFileError, import_file_check, import_file_decode, import_rows_count, learners_import
+from signups.imports import (
+    SUPPRESSED, BatchOutcome, ImportFileError, import_file_check, import_file_decode, import_rows_count, learners_import,
+)
 from signups.models import LearnerImport
 
 logger = logging.getLogger(__name__)
@@ -170,7 +172,11 @@ class _Progress:
         }
         room = LearnerImport.REFUSALS_KEPT - len(self.refusals)
         if outcome.refused and room > 0:
-            self.refusals.extend([list(refusal) for refusal in outcome.refused[:room]])
+            # Never kept: the address of someone who unsubscribed or erased their data (the
+            # organizer has the file; the row's number finds it).
+            self.refusals.extend(
+                [number, "" if reason == SUPPRESSED else email, reason] for number, email, reason in outcome.refused[:room]
+            )
             changes["refusals"] = self.refusals
         # Conditional, like the claim: of two previews running at once (one resumed as stalled),
         # each batch is counted once. (Applying, the claim's lock makes this always true.)

@@ -16,9 +16,10 @@ batch in a transaction of its own, so a file of 50,000 rows never holds the lear
 cohort's locks (on SQLite: the database's write lock) for longer than one batch: signups go
 on meanwhile. A batch takes its locks in the order signups.services documents (learner
 rows, then the cohort, then enrollments) and re-reads the cohort's seats under its lock.
-Confirmation emails for a batch go out once it has committed. Whether a row is a repeat of
-an earlier one depends on the file alone, so an import resumed half-way (import_jobs.py)
-decides every row as the whole run would have.
+Confirmation emails for a batch go out once it has committed (a worker that dies in between
+leaves those learners pending and unmailed: "Re-send the confirmation email" reaches them).
+Whether a row is a repeat of an earlier one depends on the file alone, so an import resumed
+half-way (import_jobs.py) decides every row as the whole run would have.
 """
 
 import csv
@@ -48,6 +49,7 @@ WANTS_GROUP_VALUES = {"": True, "yes": True, "y": True, "true": True, "1": True,
 # C0 controls but tab, DEL and C1 controls: nothing a name, an address or a time zone contains,
 # and NUL is more: PostgreSQL refuses it in text.
 CONTROL_CHARACTER = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+SUPPRESSED = "this address unsubscribed or deleted its data: only its owner can sign up again"
 # A batch that met a concurrent signup's new address (a unique email) is tried again this often.
 BATCH_ATTEMPTS = 3
 
@@ -332,7 +334,7 @@ def _refusal(row: ImportRow, known: _Known, cohort: Cohort) -> str | None:
     if row.problem:
         return row.problem
     if email_digest(row.email) in known.suppressed:
-        return "this address unsubscribed or deleted its data: only its owner can sign up again"
+        return SUPPRESSED
     learner = known.learners.get(row.email)
     enrollment = known.current.get(learner.pk) if learner else None
     if enrollment is not None and enrollment.cohort_id != cohort.pk:

@@ -14,6 +14,9 @@ from mooc.celery import app
         ("scheduler.tasks.deliveries_send_chunk", "mail"),
         ("signups.tasks.waitlist_invite_due", "celery"),
         ("signups.tasks.waitlist_invite_cohort", "mail"),
+        ("signups.tasks.learner_import_preview", "mail"),
+        ("signups.tasks.learner_import_apply", "mail"),
+        ("signups.tasks.learner_bulk_action_run", "mail"),
     ],
 )
 def test_each_task_goes_to_its_queue(task, queue, settings):
