@@ -33,9 +33,10 @@ from signups.models import LearnerImport
 logger = logging.getLogger(__name__)
 
 Status = LearnerImport.Status
-# A job that showed no sign of life for this long may be resumed by an organizer (its worker
-# may have died; a duplicate run is harmless: see the module's docstring).
-STALLED_AFTER = datetime.timedelta(minutes=2)
+# A job that showed no sign of life for this long may be resumed by an organizer: its worker
+# may have died (a duplicate run is harmless: see the module's docstring), or it may still wait
+# behind a week's emails on the mail queue (then resuming only queues it once more).
+STALLED_AFTER = datetime.timedelta(minutes=5)
 
 
 def learner_import_start(*, cohort, data: bytes, file_name: str, confirmed: bool, user, now: datetime.datetime) -> LearnerImport:
