@@ -93,13 +93,13 @@ def test_the_progress_page_follows_the_job_and_fits_a_phone_and_a_laptop(width, 
     log_in(page, live_server, django_user_model, next_path=f"/admin/signups/learner/import/{job.pk}/")
 
     page.get_by_role("heading", name="Preview: Checking every row").wait_for()
-    assert page.locator("#job-rows-done").inner_text() == "12000"
+    assert page.locator("#job-rows-done").inner_text() == "12,000"
     assert fits_width(page)
 
     LearnerImport.objects.filter(pk=job.pk).update(rows_done=30_000, added=29_000, progress_at=clock.now())
-    page.locator("#job-rows-done").get_by_text("30000").wait_for()
+    page.locator("#job-rows-done").get_by_text("30,000").wait_for()
     LearnerImport.objects.filter(pk=job.pk).update(status="previewed", rows_done=50_000, added=49_900, progress_at=clock.now())
-    page.get_by_role("button", name="Apply: import 49900 learners").wait_for()
+    page.get_by_role("button", name="Apply: import 49,900 learners").wait_for()
     assert page.locator("#job-progress").get_attribute("data-running") == "false"
     assert fits_width(page)
     assert violations == []
