@@ -173,10 +173,10 @@ class _Progress:
         }
         room = LearnerImport.REFUSALS_KEPT - len(self.refusals)
         if outcome.refused and room > 0:
-            # Never kept: the address of someone who unsubscribed or erased their data (the
-            # organizer has the file; the row's number finds it).
+            # Never kept (None): the address of someone who unsubscribed or erased their data
+            # (the organizer has the file; the row's number finds it).
             self.refusals.extend(
-                [number, "" if reason == SUPPRESSED else email, reason] for number, email, reason in outcome.refused[:room]
+                [number, None if reason == SUPPRESSED else email, reason] for number, email, reason in outcome.refused[:room]
             )
             changes["refusals"] = self.refusals
         # Conditional, like the claim: of two previews running at once (one resumed as stalled),

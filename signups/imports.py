@@ -227,12 +227,17 @@ def _row_problem(values: dict[str, str]) -> str | None:
     except ValidationError:
         return "not a valid email address" if values["email"] else "the email is empty"
     if values["timezone"] not in timezone_names():
-        return f"{values['timezone']!r} is not a time zone (use an IANA name like Europe/Lisbon)" if values["timezone"] else "the time zone is empty"
+        return f"{_quoted(values['timezone'])} is not a time zone (use an IANA name like Europe/Lisbon)" if values["timezone"] else "the time zone is empty"
     if values["experience"].lower() not in Experience.values:
-        return f"experience must be one of {', '.join(Experience.values)}, not {values['experience']!r}"
+        return f"experience must be one of {', '.join(Experience.values)}, not {_quoted(values['experience'])}"
     if values["wants_group"].lower() not in WANTS_GROUP_VALUES:
-        return f"wants_group must be yes or no, not {values['wants_group']!r}"
+        return f"wants_group must be yes or no, not {_quoted(values['wants_group'])}"
     return None
+
+
+def _quoted(value: str, limit: int = 40) -> str:
+    # A reason is shown and stored for each refused row: a runaway cell is cut short.
+    return repr(value if len(value) <= limit else value[:limit] + "…")
 
 
 def shown_email(row: ImportRow) -> str:

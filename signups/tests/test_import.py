@@ -182,6 +182,14 @@ def test_a_tab_is_no_control_character_and_blank_rows_are_no_rows(next_cohort, c
     assert Learner.objects.get(email="ada@example.org").first_name == "Ada"
 
 
+def test_a_reason_quotes_a_runaway_cell_cut_short(next_cohort, clock):
+    text = "email,timezone,experience\nada@example.org,UTC," + "x" * 5000 + "\n"
+
+    [(_, _, reason)] = learners_import(next_cohort, text, confirmed=True, now=clock.now(), dry_run=True).refused
+
+    assert reason == "experience must be one of none, some, experienced, not '" + "x" * 40 + "…'"
+
+
 def test_a_row_that_is_not_valid_csv_is_refused_alone(next_cohort, clock):
     huge = "x" * 200_000
     text = f'email,timezone,experience\nada@example.org,UTC,none\n"{huge}",UTC,none\ngrace@example.org,UTC,none\n'

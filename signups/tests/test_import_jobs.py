@@ -256,7 +256,8 @@ def test_refused_addresses_only_for_those_who_may_see_learners(next_cohort, cloc
     assert "Addresses are shown only to staff who may see learners" in hidden
 
     shown = page(staff("signups.import_learners", "signups.view_learner", username="organizer2"), job).content.decode()
-    assert "someone@example" in shown
+    assert "someone@example" in shown and "(not kept)" in shown
+    assert [email for _, email, _ in LearnerImport.objects.get().refusals] == [None, "someone@example"]
     # The address of someone who unsubscribed or erased their data is not kept at all.
     assert "gone@example.org" not in shown and "gone@example.org" not in str(LearnerImport.objects.get().refusals)
 
