@@ -119,11 +119,18 @@ class StartNextRoundForm(forms.Form):
 
 
 def action_form_response(model_admin, request, queryset, form, *, action, title, intro, submit_label):
-    """The page an admin action shows when it needs an answer first (templates/admin/action_form.html)."""
+    """The page an admin action shows when it needs an answer first (templates/admin/action_form.html).
+
+    It names the first 50 objects and counts the rest, and posts back what the list posted (the
+    ids ticked, and "select all" when chosen), never one field per object of a long list.
+    """
     context = {
         **model_admin.admin_site.each_context(request),
         "title": title, "intro": intro, "submit_label": submit_label, "action": action,
         "queryset": queryset, "form": form, "opts": model_admin.model._meta,
+        "shown": queryset[:50], "count": queryset.count(),
+        "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across") == "1",
         "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
     }
     return TemplateResponse(request, "admin/action_form.html", context)

@@ -183,6 +183,13 @@ SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR = env.int("SIGNUP_LIMIT_PER_ADDRESS_PER_HOUR",
 # X-Forwarded-For; 0 trusts no such header and takes the connection's address.
 TRUSTED_PROXIES = env.int("TRUSTED_PROXIES", default=0)
 
+# --- Signups: organizers' CSV imports (signups/imports.py, signups/import_jobs.py) --------------
+# The largest file the admin and `import_learners` accept, in bytes (about 400,000 rows).
+LEARNER_IMPORT_MAX_BYTES = env.int("LEARNER_IMPORT_MAX_BYTES", default=20 * 1024 * 1024, minimum=1)
+# Rows per batch: each batch is one transaction, so this bounds how long an import holds the
+# learners' and the cohort's locks (on SQLite, the database's write lock) at a time.
+LEARNER_IMPORT_BATCH_SIZE = env.int("LEARNER_IMPORT_BATCH_SIZE", default=500, minimum=1)
+
 # --- Security in production (README, "Security") ---------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -278,9 +285,13 @@ CELERY_TASK_EAGER_PROPAGATES = CELERY_TASK_ALWAYS_EAGER  # a task's bug fails th
 DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
 TRANSACTIONAL_QUEUE = env.str("TRANSACTIONAL_QUEUE", default="transactional")
 CELERY_TASK_ROUTES = {
-    # What sends many emails goes to the mail queue, behind no periodic job and holding none up.
+    # What sends many emails goes to the mail queue, behind no periodic job and holding none up;
+    # organizers' imports and bulk actions too (long, and they mail many confirmations).
     "scheduler.tasks.deliveries_send_chunk": {"queue": DELIVERY_QUEUE},
     "signups.tasks.waitlist_invite_cohort": {"queue": DELIVERY_QUEUE},
+    "signups.tasks.learner_import_preview": {"queue": DELIVERY_QUEUE},
+    "signups.tasks.learner_import_apply": {"queue": DELIVERY_QUEUE},
+    "signups.tasks.learner_bulk_action_run": {"queue": DELIVERY_QUEUE},
     "signups.tasks.learner_email_send": {"queue": TRANSACTIONAL_QUEUE},
     "scheduler.tasks.email_test_send": {"queue": TRANSACTIONAL_QUEUE},
 }

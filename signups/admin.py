@@ -1,9 +1,11 @@
 """Organizers' side of signups: find learners, act on many at once, import a CSV file."""
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, Q, Subquery
+from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
@@ -15,16 +17,20 @@ from cohorts.models import Cohort
 from cohorts.selectors import cohort_groups_have_place_to_talk
 from mooc.admin_paging import EstimatedCountPaginator
 from mooc.permissions import ActionPermissionsMixin, admin_action
-from signups import services
+from signups import bulk_actions, services
 from signups.emails import learner_emails_send_again
 from signups.groups import (
     GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform,
     groups_without_place_to_talk_warning,
 )
-from signups.imports import ImportFileError, learners_import
-from signups.models import Enrollment, Erasure, Learner, LearnerEmail, Suppression
+from signups.import_jobs import (
+    learner_import_apply_request, learner_import_is_stalled, learner_import_resume, learner_import_start,
+)
+from signups.imports import ImportFileError, import_file_size_check
+from signups.models import Enrollment, Erasure, Learner, LearnerBulkAction, LearnerEmail, LearnerImport, Suppression
 from signups.selectors import (
-    cohort_enrollment_counts, cohort_member_counts, cohort_members_overview, courses_with_waitlist_size, learner_ids_with_email,
+    cohort_enrollment_counts, cohort_member_counts, cohort_members_overview, courses_with_waitlist_size,
+    learner_bulk_action_for_page, learner_ids_with_email, learner_import_for_page, learner_imports_recent,
 )
 
 
@@ -97,27 +103,22 @@ class MoveToCohortForm(forms.Form):
 class LearnerImportForm(forms.Form):
     cohort = forms.ModelChoiceField(queryset=Cohort.objects.select_related("course").order_by("-start_date"))
     csv_file = forms.FileField(
-        label="CSV file", required=False,
-        help_text="Columns (header row): email, first_name, timezone, experience, wants_group.",
+        label="CSV file",
+        help_text="Columns (header row): email, first_name, timezone, experience, wants_group. UTF-8.",
     )
     confirmed = forms.BooleanField(
         required=False,
         label="These addresses have already opted in: do not ask them to confirm",
         help_text="Only addresses new to us, or still unconfirmed, are taken as confirmed.",
     )
-    csv_text = forms.CharField(required=False, widget=forms.HiddenInput)  # carried from preview to import
 
-    def clean(self):
-        cleaned = super().clean()
-        upload = cleaned.get("csv_file")
-        if upload:
-            try:
-                cleaned["csv_text"] = upload.read().decode("utf-8-sig")
-            except UnicodeDecodeError:
-                raise forms.ValidationError("The file is not UTF-8 text. Save it as “CSV UTF-8” and try again.") from None
-        if not cleaned.get("csv_text"):
-            raise forms.ValidationError("Choose a CSV file to import.")
-        return cleaned
+    def clean_csv_file(self):
+        upload = self.cleaned_data["csv_file"]
+        try:
+            import_file_size_check(upload.size)  # before the file is read
+        except ImportFileError as error:
+            raise forms.ValidationError(str(error)) from None
+        return upload
 
 
 @admin.register(Learner)
@@ -189,6 +190,8 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
 
     @admin_action(permission="signups.resend_confirmation", description="Re-send the confirmation email")
     def resend_confirmation(self, request, queryset):
+        if self._queued_when_many(request, queryset, LearnerBulkAction.Kind.RESEND_CONFIRMATION):
+            return
         sent = services.learners_confirmation_resend(queryset, now=timezone.now())
         skipped = queryset.count() - sent
         self.message_user(
@@ -202,6 +205,8 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
         form = MoveToCohortForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             cohort = form.cleaned_data["cohort"]
+            if self._queued_when_many(request, queryset, LearnerBulkAction.Kind.MOVE, cohort=cohort):
+                return None
             report = services.learners_move_to_cohort(queryset, cohort, now=timezone.now())
             self.message_user(
                 request,
@@ -222,54 +227,123 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
 
     @admin_action(permission="signups.unsubscribe_learner", description="Unsubscribe (stop every email)")
     def unsubscribe(self, request, queryset):
+        if self._queued_when_many(request, queryset, LearnerBulkAction.Kind.UNSUBSCRIBE):
+            return
         now = timezone.now()
         changed = sum(services.learner_unsubscribe(learner, now=now) for learner in queryset)
         self.message_user(request, f"Unsubscribed {changed} learner{'s' if changed != 1 else ''}.")
 
+    def _queued_when_many(self, request, queryset, kind, cohort=None) -> bool:
+        """Over bulk_actions.INLINE_LIMIT learners the action is queued for a worker (a request
+        that loops over thousands of learners outlives the server's timeout): say so, and where
+        to follow it. False when there are few enough to do at once."""
+        count = queryset.count()
+        if count <= bulk_actions.INLINE_LIMIT:
+            return False
+        job = bulk_actions.learner_bulk_action_start(kind, queryset, cohort=cohort, user=request.user, now=timezone.now())
+        self.message_user(
+            request,
+            format_html(
+                '{} for {} learners is queued for a worker: <a href="{}">follow it on its page</a>.',
+                job.get_kind_display(), f"{count:,}", reverse("admin:signups_learner_bulk_action", args=[job.pk]),
+            ),
+        )
+        return True
+
     def get_urls(self):
+        view = self.admin_site.admin_view
         return [
-            path("import/", self.admin_site.admin_view(self.import_view), name="signups_learner_import"),
+            path("import/", view(self.import_view), name="signups_learner_import"),
+            path("import/<int:import_id>/", view(self.import_job_view), name="signups_learner_import_job"),
+            path("import/<int:import_id>/apply/", view(self.import_apply_view), name="signups_learner_import_apply"),
+            path("import/<int:import_id>/resume/", view(self.import_resume_view), name="signups_learner_import_resume"),
+            path("actions/<int:job_id>/", view(self.bulk_action_view), name="signups_learner_bulk_action"),
             *super().get_urls(),
         ]
 
-    def import_view(self, request):
-        """Upload a CSV, see the per-row report (a dry run), then import the same file for real."""
+    def _import_allowed(self, request) -> None:
         if not request.user.has_perm("signups.import_learners"):
             raise PermissionDenied
+
+    def import_view(self, request):
+        """Upload a CSV file: it is stored and a worker previews it; the import's page follows it."""
+        self._import_allowed(request)
         form = LearnerImportForm(request.POST or None, request.FILES or None)
-        report = None
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
-            apply = "apply" in request.POST
+            upload = data["csv_file"]
             try:
-                report = learners_import(
-                    data["cohort"], data["csv_text"], confirmed=data["confirmed"], now=timezone.now(), dry_run=not apply
+                job = learner_import_start(
+                    cohort=data["cohort"], data=upload.read(), file_name=upload.name, confirmed=data["confirmed"],
+                    user=request.user, now=timezone.now(),
                 )
             except ImportFileError as error:
                 form.add_error("csv_file", str(error))
             else:
-                if apply:
-                    level = messages.WARNING if report.refused else messages.SUCCESS
-                    self.message_user(
-                        request,
-                        f"Imported into {data['cohort']}: {report.added} added, {report.updated} updated, "
-                        f"{len(report.refused)} refused.",
-                        level,
-                    )
-                    for number, email, reason in report.refused:
-                        self.message_user(request, f"Row {number} ({email or 'no email'}): {reason}", messages.WARNING)
-                    return redirect("admin:signups_learner_changelist")
-                form = LearnerImportForm(
-                    initial={"cohort": data["cohort"], "confirmed": data["confirmed"], "csv_text": data["csv_text"]}
-                )
+                return redirect("admin:signups_learner_import_job", job.pk)
         context = {
             **self.admin_site.each_context(request),
             "title": "Import learners from a CSV file",
             "form": form,
-            "report": report,
+            "imports": learner_imports_recent(),
+            "max_size": f"{settings.LEARNER_IMPORT_MAX_BYTES / 1024 / 1024:.0f} MB",
             "opts": self.model._meta,
         }
         return render(request, "admin/signups/learner/import.html", context)
+
+    def import_job_view(self, request, import_id):
+        """An import's progress: the counts and refused rows so far (addresses only for those who
+        may see learners), Apply once previewed, Resume when it failed or stalled."""
+        self._import_allowed(request)
+        job = learner_import_for_page(import_id)
+        if job is None:
+            raise Http404
+        now = timezone.now()
+        stalled = learner_import_is_stalled(job, now)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": str(job),
+            "job": job,
+            "applying": job.apply_started_at is not None,
+            "show_addresses": request.user.has_perm("signups.view_learner"),
+            "stalled": stalled,
+            "can_resume": stalled or job.status == LearnerImport.Status.FAILED,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/signups/learner/import_job.html", context)
+
+    def import_apply_view(self, request, import_id):
+        """Apply a previewed import: the stored file, by a worker; a second click changes nothing."""
+        return self._import_job_post(request, import_id, learner_import_apply_request, "The import is queued.")
+
+    def import_resume_view(self, request, import_id):
+        return self._import_job_post(request, import_id, learner_import_resume, "Queued again, from where it stopped.")
+
+    def _import_job_post(self, request, import_id, service, done_message):
+        self._import_allowed(request)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        job = learner_import_for_page(import_id)
+        if job is None:
+            raise Http404
+        if service(job, now=timezone.now()):
+            self.message_user(request, done_message)
+        return redirect("admin:signups_learner_import_job", job.pk)
+
+    def bulk_action_view(self, request, job_id):
+        """A bulk action's progress, for those who may run that action."""
+        job = learner_bulk_action_for_page(job_id)
+        if job is None:
+            raise Http404
+        if not request.user.has_perm(LearnerBulkAction.PERMISSIONS[job.kind]):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{job.get_kind_display()}: {job.total:,} learners",
+            "job": job,
+            "opts": self.model._meta,
+        }
+        return render(request, "admin/signups/learner/bulk_action.html", context)
 
 
 RECENT_EMAILS = 10  # on a learner's page

@@ -11,6 +11,7 @@ import hashlib
 import uuid
 import zoneinfo
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -229,3 +230,111 @@ class LearnerEmail(models.Model):
 
     def __str__(self):
         return f"{self.template} to learner {self.learner_id} ({self.get_status_display()})"
+
+
+# --- Organizers' long jobs: imports and bulk actions, run by a worker ---------------------------
+
+
+class LearnerImport(models.Model):
+    """An organizer's CSV file of learners for one cohort: previewed, then applied, by a worker
+    (signups/import_jobs.py), batch by batch, while its admin page shows how far it got.
+
+    The file is kept in the database, not on disk: every worker reads it wherever it runs
+    (no shared folder between web and worker machines), it goes with the job's row in one
+    transaction, and it is emptied once applied (it holds addresses; nothing needs it then).
+    Bytes, not text: PostgreSQL's text cannot hold a NUL, and a NUL in a row is that row's
+    problem to report (signups/imports.py), not a reason to lose the file.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        PREVIEWING = "previewing", "Checking every row"
+        PREVIEWED = "previewed", "Preview ready"
+        APPLYING = "applying", "Importing"
+        APPLIED = "applied", "Imported"
+        FAILED = "failed", "Stopped by an error"
+
+    RUNNING = (Status.QUEUED, Status.PREVIEWING, Status.APPLYING)
+    # Refused rows kept to show (the count of all of them is `refused`).
+    REFUSALS_KEPT = 1000
+
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="+")
+    file_name = models.CharField(max_length=255, blank=True)
+    file_size = models.PositiveIntegerField()
+    content = models.BinaryField(help_text="The file as uploaded; emptied once applied.")
+    confirmed = models.BooleanField(help_text="The organizer vouched that the file's new addresses opted in.")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    # Counts of the phase under way: the preview's, then (from zero again) the import's.
+    rows_total = models.PositiveIntegerField(null=True, blank=True)
+    rows_done = models.PositiveIntegerField(default=0)
+    added = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    refused = models.PositiveIntegerField(default=0)
+    refusals = models.JSONField(default=list, blank=True, help_text="[row number, email, reason] of the first refused rows.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    # The last sign of life of the worker (each batch): a job that shows none for a while may be resumed.
+    progress_at = models.DateTimeField(null=True, blank=True)
+    apply_started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        default_permissions = ()  # its pages ask for signups.import_learners
+
+    def __str__(self):
+        return f"Import of {self.file_name or 'a CSV file'} into {self.cohort}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in self.RUNNING
+
+
+class LearnerBulkAction(models.Model):
+    """An admin action over more learners than one request should handle, run by a worker
+    (signups/bulk_actions.py) on the learners selected when it was asked for."""
+
+    class Kind(models.TextChoices):
+        MOVE = "move", "Move to another cohort"
+        RESEND_CONFIRMATION = "resend_confirmation", "Re-send the confirmation email"
+        UNSUBSCRIBE = "unsubscribe", "Unsubscribe"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for a worker"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Stopped by an error"
+
+    # The permission each kind needs, to ask for it and to see it (as the admin action).
+    PERMISSIONS = {
+        Kind.MOVE: "signups.move_learner",
+        Kind.RESEND_CONFIRMATION: "signups.resend_confirmation",
+        Kind.UNSUBSCRIBE: "signups.unsubscribe_learner",
+    }
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, null=True, blank=True, related_name="+", help_text="Where to move them.")
+    learner_ids = models.JSONField(help_text="The learners selected, by id, in id order.")
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField()
+    done = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0, help_text="Moved, sent or unsubscribed.")
+    skipped = models.PositiveIntegerField(default=0)
+    full = models.PositiveIntegerField(default=0, help_text="Not moved: the cohort had no seat left.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    progress_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        default_permissions = ()  # its page asks for the permission of its kind
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.total} learners"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)

@@ -14,7 +14,7 @@ from cohorts.models import Cohort, Course
 from cohorts.selectors import (
     cohort_by_id, cohort_has_groups, cohort_next_weekly_email, cohort_week_number, cohorts_open_for_signup,
 )
-from signups.models import Enrollment, Learner
+from signups.models import Enrollment, Learner, LearnerBulkAction, LearnerImport
 from signups.tokens import (
     CONFIRMATION_MAX_AGE, TokenInvalid, confirmation_token_read, learner_token_read, waitlist_invitation_token_read,
 )
@@ -431,3 +431,21 @@ def _group_of(enrollment: Enrollment, cohort: Cohort, stage: str, today: datetim
     if cohort_has_groups(cohort):
         return "placing", None
     return ("forming" if cohort.groups_formation_date <= today else "to_be_formed"), None
+
+
+# --- Organizers' imports and bulk actions ---------------------------------------------------------
+
+
+def learner_import_for_page(import_id: int) -> LearnerImport | None:
+    """An import as its page shows it: without its file (up to LEARNER_IMPORT_MAX_BYTES), which
+    the page, refreshed every few seconds, never needs."""
+    return LearnerImport.objects.defer("content").select_related("cohort__course", "started_by").filter(pk=import_id).first()
+
+
+def learner_imports_recent(limit: int = 20) -> list[LearnerImport]:
+    return list(LearnerImport.objects.defer("content", "refusals").select_related("cohort__course", "started_by")[:limit])
+
+
+def learner_bulk_action_for_page(job_id: int) -> LearnerBulkAction | None:
+    """A bulk action as its page shows it: without its list of learner ids."""
+    return LearnerBulkAction.objects.defer("learner_ids").select_related("cohort__course", "started_by").filter(pk=job_id).first()

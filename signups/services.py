@@ -130,7 +130,8 @@ def _learner_for_update(signup: Signup) -> tuple[Learner, bool]:
     return learner, created
 
 
-# Locks, always taken in this order so that two requests never wait for each other:
+# Locks, always taken in this order so that two requests never wait for each other
+# (an import's batch takes its import's row first, which nothing else locks: import_jobs.py):
 # 1. the learner's row: one writer at a time for a learner and all their enrollments (signup,
 #    confirm, move, pause, unsubscribe, erase, import); whoever comes second reads what the
 #    first wrote, so a concurrent unsubscribe, pause or erasure is never undone;

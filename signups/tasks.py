@@ -4,7 +4,7 @@ from celery import shared_task
 from django.utils import timezone
 
 from cohorts.selectors import cohort_by_id
-from signups import emails
+from signups import bulk_actions, emails, import_jobs
 from signups.email_rows import SEND_TIME_LIMIT
 from signups.groups import cohorts_groups_form_due
 from signups.selectors import cohorts_with_waitlist_to_invite
@@ -51,3 +51,24 @@ def learner_email_send(email_id: int) -> None:
 def learner_emails_requeue() -> None:
     """Beat, every minute: queue again the learner emails whose message was lost or never left."""
     emails.learner_emails_requeue(timezone.now())
+
+
+# --- Organizers' imports and bulk actions (on the mail queue: CELERY_TASK_ROUTES) ---------------
+
+
+@shared_task
+def learner_import_preview(import_id: int) -> None:
+    """Safe to run twice: a preview saves nothing, and starts over."""
+    import_jobs.learner_import_preview(import_id, now=timezone.now())
+
+
+@shared_task
+def learner_import_apply(import_id: int) -> None:
+    """Safe to run twice, or again after a crash: it goes on from the last batch saved."""
+    import_jobs.learner_import_apply(import_id, now=timezone.now())
+
+
+@shared_task
+def learner_bulk_action_run(job_id: int) -> None:
+    """Safe to run twice: every action is idempotent per learner, and it goes on from the last batch done."""
+    bulk_actions.learner_bulk_action_run(job_id, now=timezone.now())

@@ -12,6 +12,7 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Group, User
 from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -21,7 +22,8 @@ from cohorts.tests.factories import CohortFactory
 from mooc.permissions import COURSE_EDITOR, ORGANIZER, ROLES, VIEWER, roles_sync
 from scheduler.models import Delivery, EmailKind, EmailTemplate
 from scheduler.services import template_version_save
-from signups.models import Enrollment, Learner, LearnerEmail
+from signups.import_jobs import learner_import_apply, learner_import_preview
+from signups.models import Enrollment, Learner, LearnerEmail, LearnerImport
 from signups.services import learner_links
 from signups.tests.factories import EnrollmentFactory
 
@@ -202,16 +204,27 @@ def test_the_template_views_check_permissions(role, week_one, course_with_learne
 
 
 @pytest.mark.parametrize("role", EVERY_ROLE)
-def test_the_import_page_is_for_organizers(role, course_with_learners):
+def test_the_import_pages_are_for_organizers(role, course_with_learners, clock):
     client = log_in(role)
     allowed = role == ORGANIZER
+    cohort = course_with_learners["cohort"]
 
     assert client.get(reverse("admin:signups_learner_import")).status_code == (200 if allowed else 403)
-    posted = client.post(
-        reverse("admin:signups_learner_import"),
-        {"cohort": course_with_learners["cohort"].pk, "csv_text": "email,timezone,experience\nnew@learners.example,Europe/Paris,some\n", "apply": "1"},
-    )
+    csv_file = SimpleUploadedFile("learners.csv", b"email,timezone,experience\nnew@learners.example,Europe/Paris,some\n")
+    posted = client.post(reverse("admin:signups_learner_import"), {"cohort": cohort.pk, "csv_file": csv_file})
     assert posted.status_code == (302 if allowed else 403), posted.context and posted.context["form"].errors
+    assert LearnerImport.objects.exists() is allowed
+
+    # An import an organizer started: its page, Apply and Resume are for organizers only.
+    job = LearnerImport.objects.first() or LearnerImport.objects.create(
+        cohort=cohort, file_size=60, content=b"email,timezone,experience\nnew@learners.example,Europe/Paris,some\n", confirmed=False
+    )
+    learner_import_preview(job.pk, now=clock.now())  # as the worker does
+    assert client.get(reverse("admin:signups_learner_import_job", args=[job.pk])).status_code == (200 if allowed else 403)
+    applied = client.post(reverse("admin:signups_learner_import_apply", args=[job.pk]))
+    assert applied.status_code == (302 if allowed else 403)
+    assert client.post(reverse("admin:signups_learner_import_resume", args=[job.pk])).status_code == (302 if allowed else 403)
+    learner_import_apply(job.pk, now=clock.now())
     assert Learner.objects.filter(email="new@learners.example").exists() is allowed
 
 

@@ -17,6 +17,9 @@ from mooc.celery import app
         ("signups.tasks.learner_emails_requeue", "celery"),
         ("signups.tasks.learner_email_send", "transactional"),
         ("scheduler.tasks.email_test_send", "transactional"),
+        ("signups.tasks.learner_import_preview", "mail"),
+        ("signups.tasks.learner_import_apply", "mail"),
+        ("signups.tasks.learner_bulk_action_run", "mail"),
     ],
 )
 def test_each_task_goes_to_its_queue(task, queue, settings):

@@ -41,3 +41,34 @@ def later_cohort(course, today):
     """Starts in five weeks; open for signup."""
     start = today + datetime.timedelta(weeks=5)
     return _cohort(course, "Round 3", start, today - datetime.timedelta(days=1), start + datetime.timedelta(days=6))
+
+
+class Worker:
+    """Stands in for the Celery worker of organizers' jobs (imports, bulk actions): what the code
+    queues is recorded, never sent nor run eagerly, and the test runs it when it wants to."""
+
+    TASKS = ("learner_import_preview", "learner_import_apply", "learner_bulk_action_run")
+
+    def __init__(self, monkeypatch):
+        from signups import tasks
+
+        self.tasks = tasks
+        self.queued: list[tuple[str, int]] = []
+        for name in self.TASKS:
+            monkeypatch.setattr(
+                getattr(tasks, name), "apply_async", lambda args, queue, name=name: self.queued.append((name, args[0]))
+            )
+
+    def run(self) -> list[str]:
+        """Run everything queued, in order (and what that queues); the names of the tasks run."""
+        ran = []
+        while self.queued:
+            name, job_id = self.queued.pop(0)
+            getattr(self.tasks, name).run(job_id)
+            ran.append(name)
+        return ran
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    return Worker(monkeypatch)

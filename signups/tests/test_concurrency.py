@@ -110,14 +110,14 @@ def test_an_unsubscribe_during_an_import_is_never_undone(next_cohort, clock, mon
     learner = LearnerFactory(email="leaving@example.org", confirmed_at=None)
     EnrollmentFactory(learner=learner, cohort=next_cohort, status=Enrollment.Status.PENDING)
     importing, unsubscribed = threading.Event(), threading.Event()
-    row_save = imports._row_save
+    cohort_lock = imports.cohort_lock
 
-    def slow_row_save(*args, **kwargs):
+    def slow_cohort_lock(*args, **kwargs):  # the batch holds the learners' locks by now
         importing.set()
         unsubscribed.wait(timeout=1)  # the unsubscribe lands now, or waits for the import's lock
-        return row_save(*args, **kwargs)
+        return cohort_lock(*args, **kwargs)
 
-    monkeypatch.setattr(imports, "_row_save", slow_row_save)
+    monkeypatch.setattr(imports, "cohort_lock", slow_cohort_lock)
     text = "email,first_name,timezone,experience\nleaving@example.org,Lea,Europe/Paris,none\n"
 
     def run_import():

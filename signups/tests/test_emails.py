@@ -5,7 +5,6 @@ mooc/testing/fixtures.py says."""
 
 import datetime
 import logging
-import re
 
 import pytest
 from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
