@@ -112,3 +112,20 @@ def print_results(title: str, rows: list[tuple[str, str, str]]) -> None:
     for name, value, unit in rows:
         print(f"  {name + ':':<{name_width}} {value:>{value_width}} {unit}".rstrip())
     print()
+
+
+def run_on_each_database(script: str, title: str, measure: Callable[[str], None]) -> None:
+    """A benchmark's main(): `script <database>` measures in this process; without an argument,
+    SQLite and then PostgreSQL (when BENCH_POSTGRES_URL's server answers), each in a process of
+    its own (Django reads its database once per process)."""
+    import subprocess
+
+    if len(sys.argv) == 2:
+        measure(sys.argv[1])
+        return
+    for database in ("sqlite", "postgresql"):
+        if database == "postgresql" and (reason := postgres_unavailable()):
+            print(f"{title} on postgresql: skipped, {reason}\n")
+            continue
+        subprocess.run([sys.executable, script, database], check=True)
+

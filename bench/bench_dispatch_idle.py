@@ -15,14 +15,13 @@ server answers, on PostgreSQL; each in its own process.
 
 import datetime
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import django_on_throwaway_database, postgres_unavailable, print_results  # noqa: E402
+from _common import django_on_throwaway_database, print_results, run_on_each_database  # noqa: E402
 
 LEARNERS = 100_000
 ZONES = [
@@ -110,14 +109,7 @@ def measure(database: str) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 2:
-        measure(sys.argv[1])
-        return
-    for database in ("sqlite", "postgresql"):
-        if database == "postgresql" and (reason := postgres_unavailable()):
-            print(f"idle dispatch on postgresql: skipped, {reason}\n")
-            continue
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), database], check=True)
+    run_on_each_database(str(Path(__file__).resolve()), "idle dispatch", measure)
 
 
 if __name__ == "__main__":

@@ -16,14 +16,12 @@ Target: under 60 s from the upload to the last row applied, and no request over 
 Each database runs in its own process; PostgreSQL is the server at BENCH_POSTGRES_URL.
 """
 
-import subprocess
-import sys
 import threading
 import time
 import os
 from pathlib import Path
 
-from _common import django_on_throwaway_database, milliseconds, postgres_unavailable, print_results
+from _common import django_on_throwaway_database, milliseconds, print_results, run_on_each_database
 
 ROWS = 50_000
 KNOWN = 2_500
@@ -194,14 +192,7 @@ def measure(database: str) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 2:
-        measure(sys.argv[1])
-        return
-    for database in ("sqlite", "postgresql"):
-        if database == "postgresql" and (reason := postgres_unavailable()):
-            print(f"learner import on postgresql: skipped, {reason}\n")
-            continue
-        subprocess.run([sys.executable, str(Path(__file__).resolve()), database], check=True)
+    run_on_each_database(str(Path(__file__).resolve()), "learner import", measure)
 
 
 if __name__ == "__main__":
