@@ -5,7 +5,6 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 
 from cohorts.services import cohort_lock
-from mooc.celery import app as celery_app
 from mooc.permissions import ORGANIZER
 from mooc.testing.fixtures import DESKTOP_WIDTH, PHONE_WIDTH, csp_violations, fits_width
 from signups.models import Enrollment, LearnerImport
@@ -41,7 +40,6 @@ def test_upload_preview_and_apply_with_a_real_worker(width, page_at, live_server
     queue = f"test-imports-{width}"
     celery_workers(queue, LEARNER_IMPORT_BATCH_SIZE="50", EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend")
     settings.DELIVERY_QUEUE = queue  # where the admin queues the import's tasks
-    monkeypatch.setitem(celery_app.conf, "task_always_eager", False)  # whatever the test settings say: the worker runs them
     page = page_at(width)
     violations = csp_violations(page)
     log_in(page, live_server, django_user_model)
