@@ -93,7 +93,7 @@ def main() -> None:
 
             profile = cProfile.Profile()
             profile.runcall(client.get, cohort_url)
-            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+            pstats.Stats(profile).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(25)
         ledger_url = reverse("admin:scheduler_delivery_changelist")
         results = [
             ("cohort page", *fetch(cohort_url)),
