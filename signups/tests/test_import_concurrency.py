@@ -14,7 +14,8 @@ from signups.tests.test_concurrency import _in_threads
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_signup_while_an_import_is_applied_waits_for_one_batch_not_for_the_import(next_cohort, settings, clock, monkeypatch):
+def test_a_signup_while_an_import_is_applied_waits_for_one_batch_not_for_the_import(next_cohort, settings, clock, monkeypatch, worker):
+    # `worker` holds back the queued tasks (the suite runs them eagerly): the apply runs in a thread below.
     settings.LEARNER_IMPORT_BATCH_SIZE = 50
     next_cohort.capacity = 1001  # the file's thousand and the signup: exactly full, if every seat is counted once
     next_cohort.save()
