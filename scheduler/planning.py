@@ -158,7 +158,7 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime, since: datetime.dateti
             if due_at <= now:
                 yield row(learner_id, kind, week_number, due_at)
 
-    def once_rows(kind, moment, learners):
+    def once_rows(kind, learners):
         done = _learners_with_row(cohort, kind, 0, among=None if since is None else [learner_id for learner_id, _ in learners])
         for learner_id, due_at in learners:
             if learner_id not in done and due_at <= now:
@@ -173,7 +173,7 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime, since: datetime.dateti
             yield from weekly_rows(kind, week_number, mailable.values_list(*columns).iterator(chunk_size=PLAN_BATCH))
         for kind, moment in [(EmailKind.WELCOME, became_mailable), (EmailKind.GROUP_INTRO, F("grouped_at"))]:
             learners = mailable.annotate(moment=moment).filter(moment__gte=recent).values_list("learner_id", "moment")
-            yield from once_rows(kind, moment, learners.iterator(chunk_size=PLAN_BATCH))
+            yield from once_rows(kind, learners.iterator(chunk_size=PLAN_BATCH))
         return
     newcomers = list(mailable.filter(mailable_since__gt=since).values_list(*columns))
     newcomer_ids = {learner_id for learner_id, _, _ in newcomers}
@@ -192,9 +192,9 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime, since: datetime.dateti
                     batch = []
             yield from weekly_rows(kind, week_number, batch, among=[learner_id for learner_id, _, _ in batch])
         yield from weekly_rows(kind, week_number, newcomers, among=list(newcomer_ids))
-    yield from once_rows(EmailKind.WELCOME, None, [(learner_id, moment) for learner_id, _, moment in newcomers])
+    yield from once_rows(EmailKind.WELCOME, [(learner_id, moment) for learner_id, _, moment in newcomers])
     grouped = mailable.filter(grouped_at__gt=since).values_list("learner_id", "grouped_at")
-    yield from once_rows(EmailKind.GROUP_INTRO, None, list(grouped))
+    yield from once_rows(EmailKind.GROUP_INTRO, list(grouped))
 
 
 # A pass plans what changed since the last one, minus this overlap: a learner confirmed in a
