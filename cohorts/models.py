@@ -15,6 +15,18 @@ from django.db.models import F, Q
 MAX_COURSE_WEEKS = 52
 
 
+def week_begins(start_date: datetime.date, week_number: int) -> datetime.date:
+    """Week N of a round begins N-1 weeks after its start date."""
+    return start_date + datetime.timedelta(weeks=week_number - 1)
+
+
+def week_send_date(start_date: datetime.date, week_number: int, send_weekday: int) -> datetime.date:
+    """The day week N's email is due, on the learner's own calendar: the round's send weekday on
+    or after the week's first day (scheduler.due turns it into a moment in each time zone)."""
+    begins = week_begins(start_date, week_number)
+    return begins + datetime.timedelta(days=(send_weekday - begins.weekday()) % 7)
+
+
 def _link(title: str, url: str) -> dict | None:
     return {"title": title or url, "url": url} if url else None
 

@@ -4,7 +4,7 @@ import datetime
 
 from django.db.models import Prefetch, Q, QuerySet
 
-from cohorts.models import MAX_COURSE_WEEKS, Cohort, Course, StudyGroup, Week
+from cohorts.models import MAX_COURSE_WEEKS, Cohort, Course, StudyGroup, Week, week_begins, week_send_date
 
 
 def cohorts_open_for_signup(today: datetime.date, course: Course | None = None) -> QuerySet[Cohort]:
@@ -30,12 +30,15 @@ def course_featured(today: datetime.date, with_weeks: bool = True) -> Course | N
     return courses.order_by("pk").first()
 
 
+def cohort_week_on(cohort: Cohort, today: datetime.date) -> int:
+    """The round's week on `today`, counted on: 0 before it starts, 1, 2, ... and on past its last week."""
+    return 0 if today < cohort.start_date else (today - cohort.start_date).days // 7 + 1
+
+
 def cohort_week_number(cohort: Cohort, today: datetime.date) -> int | None:
     """The week of the course a cohort is in today: 1..week_count, None before it starts or after it ends."""
-    if today < cohort.start_date:
-        return None
-    number = (today - cohort.start_date).days // 7 + 1
-    return number if number <= cohort.week_count else None
+    number = cohort_week_on(cohort, today)
+    return number if 1 <= number <= cohort.week_count else None
 
 
 def cohort_by_slug(slug: str) -> Cohort | None:
@@ -67,7 +70,7 @@ def study_groups_of(cohort: Cohort) -> QuerySet[StudyGroup]:
 def cohort_next_week_due(cohort: Cohort, today: datetime.date) -> tuple[int, datetime.date] | None:
     """The next week of the cohort whose email is still to come: (number, the date it begins)."""
     for number in range(1, cohort.week_count + 1):
-        begins = cohort.start_date + datetime.timedelta(weeks=number - 1)
+        begins = week_begins(cohort.start_date, number)
         if begins >= today:
             return number, begins
     return None
@@ -81,8 +84,7 @@ def cohort_next_weekly_email(cohort: Cohort, today: datetime.date) -> tuple[int,
     last week's email day has passed.
     """
     for number in range(1, cohort.week_count + 1):
-        begins = cohort.start_date + datetime.timedelta(weeks=number - 1)
-        due = begins + datetime.timedelta(days=(cohort.send_weekday - begins.weekday()) % 7)
+        due = week_send_date(cohort.start_date, number, cohort.send_weekday)
         if due >= today:
             return number, due
     return None

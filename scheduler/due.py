@@ -13,11 +13,9 @@ import datetime
 import functools
 import zoneinfo
 
+from cohorts.models import week_send_date
+
 UTC = datetime.UTC
-
-
-def week_begins(start_date: datetime.date, week_number: int) -> datetime.date:
-    return start_date + datetime.timedelta(weeks=week_number - 1)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -25,8 +23,7 @@ def local_send_moment(
     start_date: datetime.date, week_number: int, send_weekday: int, send_time: datetime.time, timezone_name: str
 ) -> datetime.datetime:
     """The UTC moment week `week_number`'s email is due for a learner in `timezone_name`."""
-    begins = week_begins(start_date, week_number)
-    local_date = begins + datetime.timedelta(days=(send_weekday - begins.weekday()) % 7)
+    local_date = week_send_date(start_date, week_number, send_weekday)
     # fold=0 whatever the caller's time carries: a repeated hour is read at its first
     # occurrence and a skipped one with the offset before the change, as promised above.
     local = datetime.datetime.combine(local_date, send_time.replace(fold=0), tzinfo=zoneinfo.ZoneInfo(timezone_name))

@@ -28,7 +28,8 @@ from django.db.models import Count, F, Q
 from django.db.models.functions import Coalesce
 
 from cohorts.models import Cohort
-from scheduler.due import cohort_week_due, week_begins
+from cohorts.models import week_begins
+from scheduler.due import cohort_week_due
 from scheduler.ledger import Reason, catch_up_cutoff, rows_ready, rows_reclaim, rows_send_again
 from scheduler.models import CohortPlanning, Delivery, EmailKind
 from signups.selectors import enrollments_mailable

@@ -5,6 +5,7 @@ import uuid
 
 from django.conf import settings
 
+from cohorts.selectors import cohort_week_on
 from scheduler.models import WORKER_HEARTBEAT, Heartbeat
 
 
@@ -183,7 +184,7 @@ def preview_context(course, cohort, kind: str, week_number: int, *, real_learner
     from django.utils import timezone
 
     week = _week_for(course, cohort, kind, week_number)
-    current_week = round_week(cohort, timezone.localdate()) if cohort else 0
+    current_week = cohort_week_on(cohort, timezone.localdate()) if cohort else 0
     enrollment = enrollment_sample(cohort) if cohort and real_learner else None
     if enrollment is None:
         from types import SimpleNamespace
@@ -218,12 +219,6 @@ def email_template_for(cohort, kind: str, week_number: int = 0):
     )
 
 
-def round_week(cohort, today: datetime.date) -> int:
-    """The round's week on `today` as templates see it: 0 before it starts, then 1, 2, ...
-    (past the last week once it is over)."""
-    return 0 if today < cohort.start_date else (today - cohort.start_date).days // 7 + 1
-
-
 def _moves_told(cohort, enrollments) -> set[int]:
     """Enrollments whose last group move a weekly email has told already: one was sent after
     the move. A move is told once, in the next weekly email only. One query, only when
@@ -255,7 +250,7 @@ def email_contexts(cohort, week: dict | None, enrollments, today: datetime.date)
     enrollments = list(enrollments)
     members = group_members({enrollment.group_id for enrollment in enrollments if enrollment.group_id})
     told = _moves_told(cohort, enrollments)
-    current_week = round_week(cohort, today)
+    current_week = cohort_week_on(cohort, today)
     contexts = {}
     for enrollment in enrollments:
         learner = enrollment.learner

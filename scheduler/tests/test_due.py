@@ -13,7 +13,8 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from mooc.testing.clock import offset_changes
-from scheduler.due import local_send_moment, week_begins
+from cohorts.models import week_begins
+from scheduler.due import local_send_moment
 
 UTC = datetime.UTC
 ZONES = sorted(zoneinfo.available_timezones() - {"Factory", "localtime"})
