@@ -14,7 +14,7 @@ from cohorts.models import Cohort, Course
 from cohorts.selectors import (
     cohort_by_id, cohort_has_groups, cohort_next_weekly_email, cohort_week_number, cohorts_open_for_signup,
 )
-from signups.models import Enrollment, Learner, LearnerBulkAction, LearnerImport
+from signups.models import Enrollment, Learner, LearnerBulkAction, LearnerImport, email_normalize
 from signups.tokens import (
     CONFIRMATION_MAX_AGE, TokenInvalid, confirmation_token_read, learner_token_read, waitlist_invitation_token_read,
 )
@@ -218,8 +218,6 @@ def enrollments_mailable(cohort: Cohort) -> QuerySet[Enrollment]:
 
 def learner_ids_with_email(address: str) -> list[int]:
     """The learner with this address, as its normalized spelling is stored (an indexed lookup)."""
-    from signups.models import email_normalize
-
     return list(Learner.objects.filter(email=email_normalize(address)).values_list("pk", flat=True))
 
 
