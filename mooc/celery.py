@@ -48,4 +48,11 @@ app.conf.beat_schedule = {
         "schedule": 15 * 60.0,
         "options": {"expires": 14 * 60},
     },
+    # The providers' tracking events are applied as they arrive (each webhook queues the task);
+    # this catches what a lost task or an unreachable broker left, within a minute.
+    "tracking-events-apply": {
+        "task": "scheduler.tasks.tracking_events_apply",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
 }

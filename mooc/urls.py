@@ -7,5 +7,7 @@ urlpatterns = [
     path("", include("signups.urls")),
     path("", include("scheduler.urls")),
     path("admin/", admin.site.urls),
+    # The providers' tracking webhooks (scheduler/webhooks.py), at Anymail's own paths.
+    path("anymail/", include("scheduler.webhooks")),
     path("healthz", healthz, name="healthz"),
 ]

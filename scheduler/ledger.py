@@ -20,9 +20,10 @@ import uuid
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 
-from scheduler.models import Delivery
+from scheduler.models import Delivery, TrackingEvent
 
 Reason = Delivery.Reason
 Status = Delivery.Status
@@ -195,3 +196,21 @@ def rows_send_again(rows, now: datetime.datetime, detail: str) -> int:
         status=Status.PENDING, due_at=now, attempts=0, next_attempt_at=None, queued_at=None, provider_call_at=None,
         claim=None, reason_code=Reason.ORGANIZER, reason=detail,
     )
+
+
+def rows_resolved_by_provider(accepted_types, refused_types, now: datetime.datetime) -> int:
+    """Ambiguous rows the provider's tracking events resolve: one it reports having taken (any of
+    `accepted_types`: queued, delivered, bounced ...) is SENT, at the moment of its call; one it
+    reports having refused stays FAILED, as refused. Returns how many were found SENT. Whichever
+    comes first, the event or the row's ambiguity, this finds them (scheduler/events.py runs it
+    at every batch)."""
+    ambiguous = Delivery.objects.filter(status=Status.FAILED, reason_code=Reason.AMBIGUOUS)
+    events = TrackingEvent.objects.filter(delivery_id=OuterRef("pk"))
+    sent = ambiguous.filter(Exists(events.filter(event_type__in=accepted_types))).update(
+        status=Status.SENT, sent_at=Coalesce(F("provider_call_at"), F("claimed_at")), reason_code=Reason.PROVIDER_CONFIRMED,
+        reason=f"interrupted during the provider call; the provider's tracking events show it took the email (found {now:%Y-%m-%d %H:%M} UTC)",
+    )
+    ambiguous.filter(Exists(events.filter(event_type__in=refused_types))).update(
+        reason_code=Reason.REFUSED, reason="interrupted during the provider call; the provider's tracking events show it refused the address",
+    )
+    return sent

@@ -144,6 +144,13 @@ class Delivery(models.Model):
         OUT_OF_TIME = "out_of_time", "The chunk ran out of time before this row"
         ORGANIZER = "organizer", "Sent by an organizer"
         JOINED_LATER = "joined_later", "The week ended before the learner joined (or resumed)"
+        PROVIDER_CONFIRMED = "provider_confirmed", "Interrupted during the provider call; the provider's events show it took the email"
+
+    # What the provider's tracking events said about the email, the first time each (scheduler/events.py).
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True, help_text="A bounce, hard or soft, or a refusal by the provider.")
 
     reason_code = models.CharField(max_length=24, choices=Reason.choices, blank=True, default=Reason.NONE)
     reason = models.TextField(blank=True, help_text="Details: the provider's answer, the error.")
@@ -191,3 +198,70 @@ class CohortPlanning(models.Model):
 
     def __str__(self):
         return f"cohort {self.cohort_id} planned through {self.planned_through:%Y-%m-%d %H:%M}"
+
+
+class TrackingEvent(models.Model):
+    """One event an email provider reported about one of our emails, through its tracking webhook.
+
+    Stored once per (esp, event_key): a webhook the provider sends again, or a replayed payload,
+    changes nothing. The web request only stores it; a worker applies its consequences and sets
+    `applied_at` (scheduler/events.py). The recipient's address is not kept, only its digest.
+    """
+
+    class Type(models.TextChoices):
+        # Anymail's normalized event types (anymail.signals.EventType).
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        REJECTED = "rejected", "Rejected by the provider"
+        FAILED = "failed", "Failed"
+        BOUNCED = "bounced", "Bounced"
+        DEFERRED = "deferred", "Deferred"
+        DELIVERED = "delivered", "Delivered"
+        AUTORESPONDED = "autoresponded", "Auto-reply"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        COMPLAINED = "complained", "Marked as spam"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed at the provider"
+        SUBSCRIBED = "subscribed", "Subscribed at the provider"
+        UNKNOWN = "unknown", "Unknown"
+
+    class Refusal(models.TextChoices):
+        """What the event says about the address (scheduler/bounces.py decides)."""
+
+        NONE = "", "-"
+        HARD = "hard", "Hard bounce: the address does not work"
+        SOFT = "soft", "Soft bounce: not delivered this time"
+        COMPLAINT = "complaint", "The recipient marked it as spam"
+        UNSUBSCRIBE = "unsubscribe", "The recipient unsubscribed at the provider"
+        OURS = "ours", "Refused for a reason on our side (content, policy, reputation)"
+
+    esp = models.CharField(max_length=30, help_text="The webhook it came through: mailgun, amazon_ses, postmark ...")
+    event_key = models.CharField(max_length=255, help_text="The provider's event id, or a digest of the event when it gives none.")
+    event_type = models.CharField(max_length=20, choices=Type.choices)
+    refusal = models.CharField(max_length=20, choices=Refusal.choices, blank=True, default=Refusal.NONE)
+    occurred_at = models.DateTimeField(help_text="When the provider says it happened (else when it arrived).")
+    received_at = models.DateTimeField()
+    message_id = models.CharField(max_length=255, blank=True)
+    recipient_digest = models.CharField(max_length=64, blank=True)
+    # Found through the email's metadata (delivery id, learner), else the provider's message id,
+    # else the recipient's address. Neither: orphaned (counted on the dashboard).
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    learner = models.ForeignKey("signups.Learner", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    detail = models.CharField(max_length=500, blank=True, help_text="The provider's description and the receiving server's answer.")
+    applied_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["esp", "event_key"], name="tracking_event_once")]
+        indexes = [
+            models.Index(fields=["received_at"], name="tracking_event_unapplied", condition=models.Q(applied_at__isnull=True)),
+            models.Index(fields=["learner", "occurred_at"], name="tracking_event_learner"),
+            models.Index(fields=["received_at"], name="tracking_event_orphaned", condition=models.Q(learner__isnull=True)),
+        ]
+
+    def __str__(self):
+        return f"{self.get_event_type_display()} from {self.esp} ({self.event_key[:20]})"
+
+    @property
+    def is_orphaned(self) -> bool:
+        return self.learner_id is None

@@ -1,4 +1,5 @@
 import logging
+import time
 
 from anymail.exceptions import AnymailRecipientsRefused
 from celery import shared_task
@@ -8,6 +9,8 @@ from django.utils import timezone
 from jinja2 import TemplateError
 
 from cohorts.models import Cohort
+from scheduler.events import APPLY_BATCH, tracking_events_apply_started
+from scheduler.events import tracking_events_apply as events_apply
 from scheduler.models import EmailTemplateVersion
 from scheduler.planning import deliveries_dispatch
 from scheduler.sending import deliveries_send
@@ -54,3 +57,23 @@ def email_test_send(self, version_id: int, cohort_id: int | None, to_email: str)
         logger.warning("Test send of %s version %d not sent: %s", version.template, version.number, error)
     except Exception as error:
         raise self.retry(exc=error, countdown=30 * 4**self.request.retries)
+
+
+# A task applies batches for at most this long, then leaves the rest to the next one (beat's,
+# or one a webhook queues): a flood of events never holds a worker for good.
+TRACKING_APPLY_SECONDS = 50
+
+
+@shared_task
+def tracking_events_apply() -> None:
+    """Queued by the tracking webhooks (at most one per few seconds) and by beat every minute."""
+    tracking_events_apply_started()
+    started = time.monotonic()
+    total = 0
+    while time.monotonic() - started < TRACKING_APPLY_SECONDS:
+        report = events_apply(timezone.now())
+        total += report.events
+        if report.events < APPLY_BATCH:
+            break
+    if total:
+        logger.info("Applied %d tracking events", total)

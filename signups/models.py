@@ -49,7 +49,13 @@ class Learner(models.Model):
     experience = models.CharField(max_length=20, choices=Experience.choices)
     confirmed_at = models.DateTimeField(null=True, blank=True, help_text="When the learner confirmed the address.")
     confirmation_sent_at = models.DateTimeField(null=True, blank=True)
+    # Set, nothing is mailed to the learner: they unsubscribed, or their address refused our mail
+    # (`unsubscribed_reason`, one of Suppression.Reason).
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_reason = models.CharField(max_length=20, blank=True)
+    # The learner said, on their own page, that their address works again (or gave a new one,
+    # confirmed): an organizer may then lift a bounce's suppression (signups/suppressions.py).
+    address_fixed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -61,6 +67,7 @@ class Learner(models.Model):
             ("move_learner", "Can move learners to another cohort"),
             ("unsubscribe_learner", "Can unsubscribe learners"),
             ("import_learners", "Can import learners from a CSV file"),
+            ("lift_suppression", "Can restart mail to a learner whose address bounced"),
         ]
 
     def __str__(self):
@@ -162,6 +169,13 @@ class Suppression(models.Model):
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
         ERASED = "erased", "Erased their data"
         REFUSED = "refused", "The mail provider refused the address"
+        BOUNCED = "bounced", "Hard bounce"
+        SOFT_BOUNCED = "soft_bounced", "Soft bounces, several in a row"
+        COMPLAINED = "complained", "Marked our email as spam"
+
+    # The address failed rather than its owner saying no: an organizer may lift these once the
+    # learner has fixed their address. A complaint, an unsubscribe or an erasure never.
+    LIFTABLE = (Reason.REFUSED, Reason.BOUNCED, Reason.SOFT_BOUNCED)
 
     email_digest = models.CharField(max_length=64, unique=True)
     reason = models.CharField(max_length=20, choices=Reason.choices)

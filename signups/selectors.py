@@ -2,6 +2,7 @@
 
 import datetime
 import enum
+import uuid
 import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -14,7 +15,7 @@ from cohorts.models import Cohort, Course
 from cohorts.selectors import (
     cohort_by_id, cohort_has_groups, cohort_next_weekly_email, cohort_week_number, cohorts_open_for_signup,
 )
-from signups.models import Enrollment, Learner, LearnerBulkAction, LearnerImport, email_normalize
+from signups.models import Enrollment, Learner, LearnerBulkAction, LearnerImport, email_digest, email_normalize
 from signups.tokens import (
     CONFIRMATION_MAX_AGE, TokenInvalid, confirmation_token_read, learner_token_read, waitlist_invitation_token_read,
 )
@@ -447,3 +448,24 @@ def learner_imports_recent(limit: int = 20) -> list[LearnerImport]:
 def learner_bulk_action_for_page(job_id: int) -> LearnerBulkAction | None:
     """A bulk action as its page shows it: without its list of learner ids."""
     return LearnerBulkAction.objects.defer("learner_ids").select_related("cohort__course", "started_by").filter(pk=job_id).first()
+
+
+def learners_by_public_id_or_email(public_ids, emails) -> list[tuple[int, str, str]]:
+    """(id, public id as text, address) of the learners with any of these public ids (text, as
+    emails' metadata carries them) or addresses (normalized here). One query."""
+    valid_ids = []
+    for value in public_ids:
+        try:
+            valid_ids.append(uuid.UUID(str(value)))
+        except ValueError:
+            continue
+    addresses = {email_normalize(address) for address in emails if address}
+    if not valid_ids and not addresses:
+        return []
+    rows = Learner.objects.filter(Q(public_id__in=valid_ids) | Q(email__in=addresses)).values_list("pk", "public_id", "email")
+    return [(pk, str(public_id), email) for pk, public_id, email in rows]
+
+
+def learner_email_digests(learner_ids) -> dict[int, str]:
+    """The digest of each learner's current address (to tell whether an event is about it)."""
+    return {pk: email_digest(email) for pk, email in Learner.objects.filter(pk__in=learner_ids).values_list("pk", "email")}

@@ -108,6 +108,9 @@ def _render_and_send(learner: Learner, template: str, context: dict, headers: di
         headers=headers or {},
     )
     message.attach_alternative(render_to_string(f"signups/email/{template}.html", context), "text/html")
+    # Its tracking events find the learner by this (scheduler/events.py): a bounced confirmation
+    # stops mail to the address like any other bounce. See scheduler/tracking.py for the limits.
+    message.metadata = {"learner": str(learner.public_id), "kind": template[:80]}
     message.send()
 
 
@@ -283,7 +286,8 @@ def enrollment_confirm(token: str, now: datetime.datetime) -> Confirmation:
             cohort_lock(enrollment.cohort_id)  # before the enrollment changes: the lock order
         learner.confirmed_at = learner.confirmed_at or now
         learner.unsubscribed_at = None
-        learner.save(update_fields=["confirmed_at", "unsubscribed_at", "updated_at"])
+        learner.unsubscribed_reason = ""
+        learner.save(update_fields=["confirmed_at", "unsubscribed_at", "unsubscribed_reason", "updated_at"])
         Suppression.objects.filter(email_digest=email_digest(learner.email)).delete()
         enrollment.status = Enrollment.Status.ACTIVE
         enrollment.mailable_since = now
@@ -451,7 +455,9 @@ def learner_unsubscribe(learner: Learner, now: datetime.datetime) -> bool:
     """
     with transaction.atomic():
         _learner_lock(learner.pk)  # an import or a move under way finishes first, and cannot undo this
-        changed = Learner.objects.filter(pk=learner.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
+        changed = Learner.objects.filter(pk=learner.pk, unsubscribed_at__isnull=True).update(
+            unsubscribed_at=now, unsubscribed_reason=Suppression.Reason.UNSUBSCRIBED
+        )
         learner.enrollments.filter(status__in=Enrollment.CURRENT).update(status=Enrollment.Status.LEFT, ended_at=now)
         Suppression.objects.get_or_create(
             email_digest=email_digest(learner.email), defaults={"reason": Suppression.Reason.UNSUBSCRIBED}
@@ -672,17 +678,9 @@ def _signup_rate_counted(ip_address: str, email: str) -> str | None:
 
 
 def learner_address_refused(learner_id: int, now: datetime.datetime) -> None:
-    """The mail provider refused a learner's address for good: never mail it again.
+    """The mail provider refused a learner's address for good while we sent: never mail it again
+    until it is fixed (signups/suppressions.py: the learner keeps their place; an organizer may
+    restart the mail once the learner has fixed the address)."""
+    from signups.suppressions import learner_mail_stop
 
-    Like an unsubscribe (their enrollments end), with the provider's refusal as the reason;
-    only a new signup, confirmed, lifts it.
-    """
-    with transaction.atomic():
-        learner = Learner.objects.select_for_update().filter(pk=learner_id).first()
-        if learner is None:
-            return
-        Learner.objects.filter(pk=learner.pk, unsubscribed_at__isnull=True).update(unsubscribed_at=now)
-        learner.enrollments.filter(status__in=Enrollment.CURRENT).update(status=Enrollment.Status.LEFT, ended_at=now)
-        Suppression.objects.update_or_create(
-            email_digest=email_digest(learner.email), defaults={"reason": Suppression.Reason.REFUSED}
-        )
+    learner_mail_stop(learner_id, Suppression.Reason.REFUSED, now)

@@ -81,7 +81,10 @@ def assert_left_behind(expected: Consequence, enrollment, client, says: str):
     enrollment.refresh_from_db()
     suppressed = list(Suppression.objects.values_list("email_digest", "reason"))
     if expected.refused:
-        assert (learner.unsubscribed_at, enrollment.status) == (PASS, Enrollment.Status.LEFT)
+        # Mail stops; the learner keeps their place until the address is fixed (signups/suppressions.py).
+        assert (learner.unsubscribed_at, learner.unsubscribed_reason, enrollment.status) == (
+            PASS, Suppression.Reason.REFUSED, Enrollment.Status.ACTIVE
+        )
         assert suppressed == [(email_digest(RECIPIENT), Suppression.Reason.REFUSED)]
     else:
         assert (learner.unsubscribed_at, enrollment.status) == (None, Enrollment.Status.ACTIVE)

@@ -1,0 +1,284 @@
+"""The provider talks back: its tracking events, stored once, then applied by a worker.
+
+- **Store** (the webhook's request, scheduler/webhooks.py): each Anymail tracking event becomes
+  one TrackingEvent row, keyed by (esp, event_key), inserted with ON CONFLICT DO NOTHING, so a
+  webhook sent again or a payload replayed changes nothing. The event finds its email through its
+  metadata (`delivery`, checked against `learner`), else the provider's message id; its learner
+  through the metadata's `learner` (the outbox's emails carry it too), else the recipient's
+  address. Neither: the event is kept as orphaned. A few queries per request, whatever its size;
+  then a worker is asked to apply what arrived (at most one task queued per APPLY_DEBOUNCE).
+- **Apply** (`tracking_events_apply`, a Celery task; beat runs it every minute as well, for
+  anything a lost task left): in batches, each one transaction over its locked events
+  (SKIP LOCKED: two workers share the work):
+  - the email's row records the first delivered, opened, clicked and bounced moments (an open
+    implies a delivery, a click an open), the numbers the dashboard counts;
+  - a row left FAILED as *ambiguous* (a crash or timeout during the provider call) that the
+    provider reports having taken is SENT; one it reports having refused is FAILED as refused;
+  - what the event says about the address (scheduler/bounces.py) stops the learner's mail:
+    a hard bounce, a complaint or an unsubscribe at once, soft bounces after SOFT_BOUNCE_LIMIT
+    different emails in a row bounced softly with nothing delivered since (signups/suppressions.py).
+    An event about an address the learner no longer has suppresses that address only.
+"""
+
+import datetime
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Min, OuterRef, Q, Subquery
+from kombu.exceptions import OperationalError
+
+from scheduler import ledger
+from scheduler.bounces import event_refusal
+from scheduler.models import Delivery, TrackingEvent
+from signups.models import Suppression, email_digest
+from signups.selectors import learner_email_digests, learners_by_public_id_or_email
+from signups.suppressions import address_suppress, learner_mail_stop
+
+logger = logging.getLogger(__name__)
+
+Type = TrackingEvent.Type
+Refusal = TrackingEvent.Refusal
+
+SOFT_BOUNCE_LIMIT = 3
+APPLY_BATCH = 1000
+APPLY_DEBOUNCE_SECONDS = 5
+APPLY_QUEUED_KEY = "scheduler:tracking-apply-queued"
+# A publish from a web request: one more try after a failure, not kombu's three (signups/emails.py).
+_ENQUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+# Events that prove the provider took the email from us (it then tried to deliver it).
+ACCEPTED = (
+    Type.QUEUED, Type.SENT, Type.DELIVERED, Type.DEFERRED, Type.BOUNCED, Type.OPENED, Type.CLICKED,
+    Type.COMPLAINED, Type.UNSUBSCRIBED, Type.AUTORESPONDED,
+)
+# Which first moment of the email's row each kind of event sets.
+_ROW_MOMENTS = {
+    "delivered_at": (Type.DELIVERED, Type.OPENED, Type.CLICKED),
+    "opened_at": (Type.OPENED, Type.CLICKED),
+    "clicked_at": (Type.CLICKED,),
+}
+_STOP_REASONS = {
+    Refusal.HARD: Suppression.Reason.BOUNCED,
+    Refusal.COMPLAINT: Suppression.Reason.COMPLAINED,
+    Refusal.UNSUBSCRIBE: Suppression.Reason.UNSUBSCRIBED,
+}
+
+
+# --- Store -------------------------------------------------------------------------------------
+
+
+@dataclass
+class StoreReport:
+    received: int = 0
+    stored: int = 0  # new; the rest were stored before (sent again, or replayed)
+    orphaned: int = 0  # of the new ones: no email or learner of ours
+
+
+def _event_key(event, recipient_digest: str) -> str:
+    """The ESP's event id (with the recipient: Amazon SES gives one id to a notification about
+    several), or, for ESPs that give none, a digest of what makes the event itself."""
+    if event.event_id:
+        return f"{event.event_id}|{recipient_digest[:16]}"[:255]
+    facts = [
+        event.event_type, event.message_id, recipient_digest, event.timestamp.isoformat() if event.timestamp else None,
+        event.click_url, event.mta_response, event.description,
+    ]
+    return "sha256:" + hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()
+
+
+def _metadata(event) -> dict:
+    return event.metadata if isinstance(event.metadata, dict) else {}
+
+
+def _delivery_id(value) -> int | None:
+    try:
+        number = int(str(value))
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None
+
+
+def _detail(event) -> str:
+    parts = [str(part) for part in (event.description, event.mta_response) if part]
+    return " | ".join(parts)[:500]
+
+
+def tracking_events_store(esp: str, events, now: datetime.datetime) -> StoreReport:
+    """Store a webhook's events once each and ask a worker to apply them (after the commit).
+    Transactional; a fixed number of queries whatever the number of events."""
+    report = StoreReport(received=len(events))
+    if not events:
+        return report
+    metadata = [_metadata(event) for event in events]
+    delivery_ids = {number for data in metadata if (number := _delivery_id(data.get("delivery")))}
+    message_ids = {str(event.message_id)[:255] for event in events if event.message_id}
+    deliveries = list(
+        Delivery.objects.filter(Q(pk__in=delivery_ids) | Q(provider_message_id__in=message_ids))
+        .values_list("pk", "learner_id", "provider_message_id")
+    ) if delivery_ids or message_ids else []
+    by_pk = {pk: learner_id for pk, learner_id, _ in deliveries}
+    by_message_id = {message_id: (pk, learner_id) for pk, learner_id, message_id in deliveries if message_id}
+    learners = learners_by_public_id_or_email(
+        {data.get("learner") for data in metadata if data.get("learner")}, {event.recipient for event in events if event.recipient}
+    )
+    learner_by_public_id = {public_id: pk for pk, public_id, _ in learners}
+    learner_by_email = {email: pk for pk, _, email in learners}
+
+    rows = []
+    for event, data in zip(events, metadata):
+        digest = email_digest(event.recipient) if event.recipient else ""
+        learner_id = learner_by_public_id.get(str(data.get("learner", "")))
+        delivery_id = _delivery_id(data.get("delivery"))
+        # The metadata's delivery counts only if its learner agrees: a staging site sending
+        # through the same account numbers its rows too.
+        if delivery_id not in by_pk or (learner_id is not None and by_pk[delivery_id] != learner_id):
+            delivery_id = None
+        if delivery_id is None and event.message_id and str(event.message_id)[:255] in by_message_id:
+            delivery_id, learner_id = by_message_id[str(event.message_id)[:255]]
+        if delivery_id is not None:
+            learner_id = by_pk.get(delivery_id, learner_id)
+        if learner_id is None and event.recipient:
+            learner_id = learner_by_email.get(event.recipient.strip().lower())
+        rows.append(TrackingEvent(
+            esp=esp, event_key=_event_key(event, digest),
+            event_type=event.event_type if event.event_type in Type.values else Type.UNKNOWN,
+            refusal=event_refusal(esp, event), occurred_at=event.timestamp or now, received_at=now,
+            message_id=str(event.message_id or "")[:255], recipient_digest=digest,
+            delivery_id=delivery_id, learner_id=learner_id, detail=_detail(event),
+        ))
+    with transaction.atomic():
+        keys = [row.event_key for row in rows]
+        known = set(TrackingEvent.objects.filter(esp=esp, event_key__in=keys).values_list("event_key", flat=True))
+        fresh = {row.event_key: row for row in rows if row.event_key not in known}  # one per key, also within the batch
+        TrackingEvent.objects.bulk_create(fresh.values(), ignore_conflicts=True)
+        report.stored = len(fresh)
+        report.orphaned = sum(1 for row in fresh.values() if row.learner_id is None)
+    if fresh:
+        transaction.on_commit(tracking_events_apply_soon)  # after our block: with the caller's commit, if any
+    if report.orphaned:
+        logger.info("%s: %d tracking events for no email or learner of ours (stored as orphaned)", esp, report.orphaned)
+    return report
+
+
+def tracking_events_apply_soon() -> None:
+    """Queue the apply task, unless one was queued in the last APPLY_DEBOUNCE_SECONDS and has not
+    started yet (it clears the mark when it starts, so it sees these events). Never raises for the
+    broker or the cache: the beat job applies what is left within a minute."""
+    from scheduler.tasks import tracking_events_apply as task
+
+    try:
+        if not cache.add(APPLY_QUEUED_KEY, 1, timeout=APPLY_DEBOUNCE_SECONDS):
+            return
+    except Exception as error:  # noqa: BLE001 - the cache is down: queue anyway
+        logger.warning("Tracking events: the cache is unreachable (%s); queueing the apply task anyway", error)
+    try:
+        task.apply_async(retry_policy=_ENQUEUE_RETRY_POLICY)
+    except (OperationalError, OSError) as error:
+        logger.warning("Tracking events not queued for applying, the broker is unreachable (beat applies them): %s", error)
+
+
+def tracking_events_apply_started() -> None:
+    try:
+        cache.delete(APPLY_QUEUED_KEY)
+    except Exception as error:  # noqa: BLE001
+        logger.warning("Tracking events: the cache is unreachable (%s)", error)
+
+
+# --- Apply -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ApplyReport:
+    events: int = 0
+    confirmed: int = 0  # ambiguous rows the provider's events resolved
+    stopped: int = 0  # learners whose mail stopped
+
+
+def tracking_events_apply(now: datetime.datetime, limit: int = APPLY_BATCH) -> ApplyReport:
+    """Apply one batch of stored events (the oldest first). Transactional; idempotent (applying an
+    event twice changes nothing more); safe to run concurrently. Returns what it did; `events`
+    0 when nothing was left."""
+    report = ApplyReport()
+    with transaction.atomic():
+        events = list(
+            TrackingEvent.objects.select_for_update(skip_locked=True).filter(applied_at__isnull=True)
+            .order_by("pk").only("pk", "event_type", "refusal", "delivery_id", "learner_id", "recipient_digest", "occurred_at")[:limit]
+        )
+        if not events:
+            return report
+        report.events = len(events)
+        _rows_record(events)
+        report.confirmed = ledger.rows_resolved_by_provider(ACCEPTED, [Type.REJECTED], now)
+        report.stopped = _addresses_stop(events, now)
+        TrackingEvent.objects.filter(pk__in=[event.pk for event in events]).update(applied_at=now)
+    return report
+
+
+def _rows_record(events) -> None:
+    """Each email's first delivered, opened, clicked and bounced moment, from its stored events."""
+    moments = dict(_ROW_MOMENTS)
+    moments["bounced_at"] = None
+    for field, types in moments.items():
+        if types is None:
+            ids = {e.delivery_id for e in events if e.delivery_id and e.refusal in (Refusal.HARD, Refusal.SOFT)}
+            matching = Q(refusal__in=[Refusal.HARD, Refusal.SOFT])
+        else:
+            ids = {e.delivery_id for e in events if e.delivery_id and e.event_type in types}
+            matching = Q(event_type__in=types)
+        if not ids:
+            continue
+        first = (
+            TrackingEvent.objects.filter(matching, delivery_id=OuterRef("pk"))
+            .order_by().values("delivery_id").annotate(first=Min("occurred_at")).values("first")
+        )
+        Delivery.objects.filter(pk__in=ids, **{f"{field}__isnull": True}).update(**{field: Subquery(first)})
+
+
+def _addresses_stop(events, now: datetime.datetime) -> int:
+    stopping = [e for e in events if e.refusal in _STOP_REASONS or e.refusal == Refusal.SOFT]
+    if not stopping:
+        return 0
+    current_digest = learner_email_digests({e.learner_id for e in stopping if e.learner_id})
+    stopped = 0
+    soft_learners = set()
+    for event in stopping:
+        about_learner = event.learner_id in current_digest and (
+            not event.recipient_digest or event.recipient_digest == current_digest[event.learner_id]
+        )
+        if event.refusal == Refusal.SOFT:
+            if about_learner:
+                soft_learners.add(event.learner_id)
+            continue
+        reason = _STOP_REASONS[event.refusal]
+        if about_learner:
+            stopped += learner_mail_stop(event.learner_id, reason, now)
+        elif event.recipient_digest:  # an address nobody has now (erased, or changed since)
+            address_suppress(event.recipient_digest, reason)
+    for learner_id in sorted(soft_learners):
+        if soft_bounces_in_a_row(learner_id) >= SOFT_BOUNCE_LIMIT:
+            stopped += learner_mail_stop(learner_id, Suppression.Reason.SOFT_BOUNCED, now)
+    return stopped
+
+
+def soft_bounces_in_a_row(learner_id: int) -> int:
+    """How many different emails to the learner bounced softly since the last one delivered (or
+    opened, clicked): a provider retrying one email counts once."""
+    last_delivered = (
+        TrackingEvent.objects.filter(learner_id=learner_id, event_type__in=_ROW_MOMENTS["delivered_at"])
+        .order_by("-occurred_at").values_list("occurred_at", flat=True).first()
+    )
+    soft = TrackingEvent.objects.filter(learner_id=learner_id, refusal=Refusal.SOFT)
+    if last_delivered is not None:
+        soft = soft.filter(occurred_at__gt=last_delivered)
+    emails = set()
+    for delivery_id, message_id, key in soft.values_list("delivery_id", "message_id", "event_key"):
+        emails.add(("delivery", delivery_id) if delivery_id else ("message", message_id or key))
+    return len(emails)
+
+
+def orphaned_events_count(since: datetime.datetime) -> int:
+    return TrackingEvent.objects.filter(learner__isnull=True, received_at__gte=since).count()

@@ -1,0 +1,136 @@
+"""The providers' tracking webhooks, `/anymail/<esp>/tracking/`, through Anymail's own views.
+
+Anymail's views check the request (its WEBHOOK_SECRET basic auth; the ESP's signature where it
+has one) and turn the ESP's payload into normalized events; what happens to them is ours
+(scheduler/events.py): they are stored, once each, and a worker applies them. What every
+answer means to the provider:
+
+| Request                                       | Answer | Why                                                    |
+|-----------------------------------------------|--------|--------------------------------------------------------|
+| stored (or stored before: sent again)         | 200    | done                                                   |
+| an event for no email of ours                 | 200    | stored as orphaned and counted: a 500 would be retried for days |
+| no or wrong basic auth                        | 401    | with WWW-Authenticate, which Amazon SNS waits for       |
+| a wrong signature (Mailgun, SNS, SendGrid, Resend) | 403 | nothing stored                                        |
+| a payload that cannot be read                 | 400    | logged with what it takes to debug; nothing stored     |
+| the ESP's webhook not configured here         | 503    | logged as an error: the provider retries until it is   |
+| our database down                             | 500    | the provider retries later, which is right             |
+"""
+
+import logging
+
+from anymail.exceptions import AnymailConfigurationError, AnymailImproperlyInstalled, AnymailWebhookValidationFailure
+from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
+from anymail.webhooks.base import AnymailBasicAuthMixin
+from anymail.webhooks.brevo import BrevoTrackingWebhookView
+from anymail.webhooks.mailgun import MailgunTrackingWebhookView
+from anymail.webhooks.mailjet import MailjetTrackingWebhookView
+from anymail.webhooks.postmark import PostmarkTrackingWebhookView
+from anymail.webhooks.resend import ResendTrackingWebhookView
+from anymail.webhooks.sendgrid import SendGridTrackingWebhookView
+from anymail.webhooks.sparkpost import SparkPostTrackingWebhookView
+from django.http import HttpResponse
+from django.urls import path
+from django.utils import timezone
+
+from scheduler.events import tracking_events_store
+
+logger = logging.getLogger(__name__)
+
+BODY_LOGGED = 300  # characters of a payload we could not read, in the log
+
+
+class Unreadable(Exception):
+    """The payload could not be turned into events."""
+
+
+class StoreEvents:
+    """Placed before an Anymail tracking view: the same checks and parsing, then our answers
+    (the module's table) and our store instead of Anymail's signal."""
+
+    esp = ""  # our name for the ESP: the URL's and the stored events'
+
+    def post(self, request, *args, **kwargs):
+        try:
+            AnymailBasicAuthMixin.validate_request(self, request)
+        except AnymailWebhookValidationFailure:
+            logger.warning("%s tracking webhook: missing or wrong basic auth, from %s", self.esp, request.META.get("REMOTE_ADDR"))
+            response = HttpResponse("Basic auth required.\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Basic realm="Anymail WEBHOOK_SECRET"'
+            return response
+        try:
+            events = self.events_read(request)
+        except AnymailWebhookValidationFailure as error:
+            logger.warning("%s tracking webhook: refused, %s", self.esp, error)
+            return HttpResponse("Forbidden.\n", status=403, content_type="text/plain")
+        except Unreadable as error:
+            body = request.body[:BODY_LOGGED].decode("utf-8", "replace")
+            logger.warning(
+                "%s tracking webhook: unreadable payload (%s; Content-Type %r, %d bytes): %r",
+                self.esp, error.__cause__ or error, request.content_type, len(request.body), body,
+            )
+            return HttpResponse("Unreadable payload.\n", status=400, content_type="text/plain")
+        tracking_events_store(self.esp, events, timezone.now())
+        return HttpResponse()
+
+    def events_read(self, request) -> list:
+        """Check the request, then read its events. Raises AnymailWebhookValidationFailure (a
+        wrong signature) or Unreadable. Also what `replay_webhook` calls, without the checks."""
+        self.run_validators(request)  # basic auth again (checked above), then the ESP's signature
+        return self.events_parse(request)
+
+    def events_parse(self, request) -> list:
+        try:
+            return list(self.parse_events(request))
+        except AnymailWebhookValidationFailure:
+            raise
+        except Exception as error:  # noqa: BLE001 - a payload in any shape must answer 400, not 500
+            raise Unreadable(type(error).__name__) from error
+
+    def run_validators(self, request):
+        try:
+            super().run_validators(request)
+        except AnymailWebhookValidationFailure:
+            raise
+        except Exception as error:  # noqa: BLE001 - a validator that could not read the payload
+            raise Unreadable(type(error).__name__) from error
+
+
+def _view(name: str, anymail_view: type) -> type:
+    return type(f"{anymail_view.__name__}Storing", (StoreEvents, anymail_view), {"esp": name})
+
+
+# Every ESP the README names (scheduler/tests/esps.py), by the name in its URL.
+TRACKING_VIEWS = {
+    "amazon_ses": _view("amazon_ses", AmazonSESTrackingWebhookView),
+    "brevo": _view("brevo", BrevoTrackingWebhookView),
+    "mailgun": _view("mailgun", MailgunTrackingWebhookView),
+    "mailjet": _view("mailjet", MailjetTrackingWebhookView),
+    "postmark": _view("postmark", PostmarkTrackingWebhookView),
+    "resend": _view("resend", ResendTrackingWebhookView),
+    "sendgrid": _view("sendgrid", SendGridTrackingWebhookView),
+    "sparkpost": _view("sparkpost", SparkPostTrackingWebhookView),
+}
+
+
+def tracking_view_create(esp: str):
+    """An instance of the ESP's view, as a request would get. Raises AnymailConfigurationError
+    (or AnymailImproperlyInstalled) when the ESP's webhook settings are missing."""
+    return TRACKING_VIEWS[esp]()
+
+
+def _endpoint(esp: str):
+    view = TRACKING_VIEWS[esp].as_view()
+
+    def tracking_webhook(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except (AnymailConfigurationError, AnymailImproperlyInstalled) as error:
+            # Raised while the view is made, before the request is read: our settings, not the payload.
+            logger.error("%s tracking webhook is not configured: %s", esp, error)
+            return HttpResponse("This webhook is not configured.\n", status=503, content_type="text/plain")
+
+    tracking_webhook.csrf_exempt = True
+    return tracking_webhook
+
+
+urlpatterns = [path(f"{esp}/tracking/", _endpoint(esp), name=f"{esp}_tracking_webhook") for esp in TRACKING_VIEWS]
