@@ -3,7 +3,7 @@
 The database and the broker are critical: when either is down the answer is HTTP 503.
 The worker heartbeat, the overdue emails (due over an hour ago, not sent) and the cohorts
 whose sending paused itself after a fault on our side (their slugs; the provider's answer is on
-the cohort's admin page) are reported too, but do not fail the check: the web pages still work without workers, and taking the
+the cohort's admin page) and the providers' tracking events waiting to be applied are reported too, but do not fail the check: the web pages still work without workers, and taking the
 site out of rotation would not help. They are for the monitoring that pages a person.
 """
 
@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 
 from cohorts.selectors import cohorts_paused_by_fault
 from mooc.celery import app as celery_app
+from scheduler.events import tracking_backlog_status
 from scheduler.planning import deliveries_overdue
 from scheduler.selectors import heartbeat_status
 
@@ -63,8 +64,10 @@ def healthz(request):
         overdue = deliveries_overdue(now)
         paused = cohorts_paused_by_fault()
         deliveries = {"ok": overdue == 0 and not paused, "overdue": overdue, "paused_by_fault": paused}
+        tracking = tracking_backlog_status(now)
     else:
-        worker = deliveries = {"ok": False, "error": "database down"}
+        worker = deliveries = tracking = {"ok": False, "error": "database down"}
     healthy = database["ok"] and broker["ok"]
-    body = {"status": "ok" if healthy else "down", "database": database, "broker": broker, "worker": worker, "deliveries": deliveries}
+    body = {"status": "ok" if healthy else "down", "database": database, "broker": broker, "worker": worker, "deliveries": deliveries,
+            "tracking_events": tracking}
     return JsonResponse(body, status=200 if healthy else 503)

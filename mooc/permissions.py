@@ -35,6 +35,7 @@ ROLES: dict[str, list[str]] = {
         "signups.view_suppression", "signups.view_erasure",
         "signups.view_learneremail", "signups.retry_learneremail",
         "scheduler.view_delivery", "scheduler.send_week_now", "scheduler.resend_failed",
+        "scheduler.view_trackingevent",
     ],
     # Edits courses, weeks and email templates; sees no learner data.
     COURSE_EDITOR: [

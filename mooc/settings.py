@@ -235,6 +235,14 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Mechanical MOOC <moo
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 # Anymail's settings, e.g. ANYMAIL_MAILGUN_API_KEY -> ANYMAIL["MAILGUN_API_KEY"].
 ANYMAIL = env.prefixed("ANYMAIL_")
+# The providers post their tracking events to /anymail/<esp>/tracking/ (scheduler/webhooks.py):
+# without a secret anyone could post bounces and complaints there and stop learners' mail.
+if not DEBUG and EMAIL_BACKEND.startswith("anymail.") and ":" not in ANYMAIL.get("WEBHOOK_SECRET", ""):
+    raise ConfigurationError(
+        "ANYMAIL_WEBHOOK_SECRET",
+        "must be set to user:password when an Anymail backend sends (it protects the tracking webhooks; "
+        "put it in the webhook URLs you give the provider: https://user:password@<site>/anymail/<esp>/tracking/)",
+    )
 
 # --- Celery -----------------------------------------------------------------------------
 # Our tasks are idempotent (the delivery ledger decides what is sent), so a task is

@@ -21,7 +21,7 @@ from cohorts.models import Cohort, Course
 from cohorts.services import cohort_sending_pause
 from mooc.permissions import admin_action
 from scheduler.planning import deliveries_resend_failed, deliveries_send_week_now
-from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion
+from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion, TrackingEvent
 from scheduler.selectors import cohort_delivery_summary, preview_context, sample_contexts
 from scheduler.services import (
     TestSendNotQueued, delivery_header, email_render, email_test_queue, template_restore, template_version_save,
@@ -330,3 +330,50 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # the ledger changes only through the scheduler and the cohort's actions
+
+
+class OrphanedFilter(admin.SimpleListFilter):
+    title = "orphaned"
+    parameter_name = "orphaned"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "For no email or learner of ours"), ("no", "Found its learner")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(learner__isnull=self.value() == "yes")
+        return queryset
+
+
+@admin.register(TrackingEvent)
+class TrackingEventAdmin(admin.ModelAdmin):
+    """What the providers reported, as stored (scheduler/events.py): read-only, for support."""
+
+    list_display = ["pk", "esp", "event_type", "refusal", "occurred_at", "delivery_id", "learner", "received_at", "applied_at"]
+    list_filter = ["esp", "event_type", "refusal", OrphanedFilter]
+    list_select_related = ["learner"]
+    search_fields = ["message_id"]  # and an address or a delivery id: see get_search_results
+    search_help_text = "An exact email address, a delivery id or the provider's message id."
+    ordering = ["-pk"]
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    readonly_fields = [field.name for field in TrackingEvent._meta.fields]
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            return queryset.filter(learner_id__in=learner_ids_with_email(term)), False
+        if term.isdigit():
+            return queryset.filter(Q(delivery_id=int(term)) | Q(message_id=term)), False
+        return queryset.filter(message_id=term), False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

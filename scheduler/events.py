@@ -282,3 +282,15 @@ def soft_bounces_in_a_row(learner_id: int) -> int:
 
 def orphaned_events_count(since: datetime.datetime) -> int:
     return TrackingEvent.objects.filter(learner__isnull=True, received_at__gte=since).count()
+
+
+# Events waiting longer than this to be applied mean the task and beat's job are not running.
+APPLY_BACKLOG_STALE_SECONDS = 600
+
+
+def tracking_backlog_status(now: datetime.datetime) -> dict:
+    """The stored events not applied yet (for /healthz): how many, and how long the oldest waits."""
+    waiting = TrackingEvent.objects.filter(applied_at__isnull=True)
+    oldest = waiting.order_by("received_at").values_list("received_at", flat=True).first()
+    seconds = max(0, int((now - oldest).total_seconds())) if oldest else 0
+    return {"ok": seconds <= APPLY_BACKLOG_STALE_SECONDS, "waiting": waiting.count(), "oldest_seconds": seconds}

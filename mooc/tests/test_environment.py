@@ -184,6 +184,16 @@ def test_production_without_a_shared_cache_stops_with_one_line():
     assert run_manage("check", **without, ALLOW_LOCAL_CACHE="true").returncode == 0
 
 
+def test_production_sending_through_anymail_without_a_webhook_secret_stops_with_one_line():
+    anymail = production(EMAIL_BACKEND="anymail.backends.postmark.EmailBackend", ANYMAIL_POSTMARK_SERVER_TOKEN="t")
+
+    result = run_manage("check", **anymail)
+
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("Configuration error: ANYMAIL_WEBHOOK_SECRET must be set to user:password")
+    assert run_manage("check", **anymail, ANYMAIL_WEBHOOK_SECRET="postmark:a-long-random-password").returncode == 0
+
+
 def answers_over_http(tmp_path, **variables: str) -> dict[str, str]:
     """How a production-configured site answers: plain http requests for a page and for the
     health check, and an https request for a page that sets the CSRF cookie."""

@@ -94,3 +94,15 @@ def test_a_database_and_a_broker_that_never_answer_get_a_503_within_three_second
     status, seconds, database_ok, broker_ok = result.stdout.split()
     assert (status, database_ok, broker_ok) == ("503", "False", "False"), result.stderr
     assert float(seconds) < 3
+
+
+def test_tracking_events_waiting_too_long_are_reported_but_do_not_fail_the_check(client, clock):
+    from scheduler.models import TrackingEvent
+
+    assert client.get("/healthz").json()["tracking_events"] == {"ok": True, "waiting": 0, "oldest_seconds": 0}
+    TrackingEvent.objects.create(
+        esp="postmark", event_key="k1", event_type="delivered", occurred_at=clock.now(), received_at=clock.now() - datetime.timedelta(minutes=11)
+    )
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["tracking_events"] == {"ok": False, "waiting": 1, "oldest_seconds": 660}

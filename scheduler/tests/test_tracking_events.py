@@ -188,3 +188,17 @@ def test_a_malformed_payload_is_400_and_logged(client, week_1, caplog):
     assert "unreadable payload" in caplog.text and "{not json" in caplog.text
     assert post(client, ["a", "list"]).status_code == 400
     assert not TrackingEvent.objects.exists()
+
+
+def test_organizers_read_the_stored_events_viewers_do_not(client, week_1):
+    from mooc.permissions import ORGANIZER, VIEWER
+    from mooc.tests.test_staff_roles import log_in
+
+    post(client, postmark("Delivery", week_1))
+    row_link = reverse("admin:scheduler_trackingevent_change", args=[TrackingEvent.objects.get().pk])
+    organizer = log_in(ORGANIZER)
+    listing = organizer.get(reverse("admin:scheduler_trackingevent_changelist"), {"q": RECIPIENT.upper()})
+    assert listing.status_code == 200 and row_link in listing.content.decode()
+    assert row_link not in organizer.get(reverse("admin:scheduler_trackingevent_changelist"), {"q": "nobody@example.org"}).content.decode()
+    assert organizer.get(row_link).status_code == 200
+    assert log_in(VIEWER).get(reverse("admin:scheduler_trackingevent_changelist")).status_code == 403
