@@ -292,6 +292,8 @@ CELERY_TASK_EAGER_PROPAGATES = CELERY_TASK_ALWAYS_EAGER  # a task's bug fails th
 # behind a week's backlog of chunks, nor hold up the periodic jobs while a provider hangs.
 DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
 TRANSACTIONAL_QUEUE = env.str("TRANSACTIONAL_QUEUE", default="transactional")
+# Applying the providers' tracking events: short tasks, with the periodic jobs by default.
+TRACKING_EVENTS_QUEUE = env.str("TRACKING_EVENTS_QUEUE", default="celery")
 CELERY_TASK_ROUTES = {
     # What sends many emails goes to the mail queue, behind no periodic job and holding none up;
     # organizers' imports and bulk actions too (long, and they mail many confirmations).

@@ -26,6 +26,7 @@ import json
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Min, OuterRef, Q, Subquery
@@ -176,7 +177,7 @@ def tracking_events_apply_soon() -> None:
     except Exception as error:  # noqa: BLE001 - the cache is down: queue anyway
         logger.warning("Tracking events: the cache is unreachable (%s); queueing the apply task anyway", error)
     try:
-        task.apply_async(retry_policy=_ENQUEUE_RETRY_POLICY)
+        task.apply_async(queue=settings.TRACKING_EVENTS_QUEUE, retry_policy=_ENQUEUE_RETRY_POLICY)
     except (OperationalError, OSError) as error:
         logger.warning("Tracking events not queued for applying, the broker is unreachable (beat applies them): %s", error)
 
