@@ -495,6 +495,7 @@ def learner_data_export(learner: Learner) -> dict:
         "signed_up_at": moment(learner.created_at),
         "confirmed_at": moment(learner.confirmed_at),
         "unsubscribed_at": moment(learner.unsubscribed_at),
+        "unsubscribed_reason": learner.unsubscribed_reason or None,
         "enrollments": [
             {
                 "course": enrollment.course.title,

@@ -195,6 +195,7 @@ def test_my_data_downloads_as_json(client, next_cohort):
     assert response["Content-Disposition"].startswith("attachment")
     data = json.loads(response.content)
     assert data["email"] == "ada@example.org" and data["first_name"] == "Ada"
+    assert (data["unsubscribed_at"], data["unsubscribed_reason"]) == (None, None)
     assert data["enrollments"][0]["cohort"] == next_cohort.name
 
 
