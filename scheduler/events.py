@@ -295,3 +295,15 @@ def tracking_backlog_status(now: datetime.datetime) -> dict:
     oldest = waiting.order_by("received_at").values_list("received_at", flat=True).first()
     seconds = max(0, int((now - oldest).total_seconds())) if oldest else 0
     return {"ok": seconds <= APPLY_BACKLOG_STALE_SECONDS, "waiting": waiting.count(), "oldest_seconds": seconds}
+
+
+# Orphaned events (for no email or learner of ours) are kept this long, for support; the others
+# go with their email's ledger row (their round) or their learner (an erasure).
+ORPHANS_KEPT = datetime.timedelta(days=90)
+
+
+def tracking_orphans_delete(now: datetime.datetime, limit: int = 10_000) -> int:
+    """Delete up to `limit` applied orphaned events older than ORPHANS_KEPT. Returns how many."""
+    old = TrackingEvent.objects.filter(learner__isnull=True, received_at__lt=now - ORPHANS_KEPT, applied_at__isnull=False)
+    ids = list(old.order_by("received_at").values_list("pk", flat=True)[:limit])
+    return TrackingEvent.objects.filter(pk__in=ids).delete()[0] if ids else 0

@@ -9,7 +9,7 @@ from django.utils import timezone
 from jinja2 import TemplateError
 
 from cohorts.models import Cohort
-from scheduler.events import APPLY_BATCH, tracking_events_apply_started
+from scheduler.events import APPLY_BATCH, ORPHANS_KEPT, tracking_events_apply_started, tracking_orphans_delete
 from scheduler.events import tracking_events_apply as events_apply
 from scheduler.models import EmailTemplateVersion
 from scheduler.planning import deliveries_dispatch
@@ -77,3 +77,5 @@ def tracking_events_apply() -> None:
             break
     if total:
         logger.info("Applied %d tracking events", total)
+    if deleted := tracking_orphans_delete(timezone.now()):
+        logger.info("Deleted %d orphaned tracking events older than %s", deleted, ORPHANS_KEPT)

@@ -202,3 +202,18 @@ def test_organizers_read_the_stored_events_viewers_do_not(client, week_1):
     assert row_link not in organizer.get(reverse("admin:scheduler_trackingevent_changelist"), {"q": "nobody@example.org"}).content.decode()
     assert organizer.get(row_link).status_code == 200
     assert log_in(VIEWER).get(reverse("admin:scheduler_trackingevent_changelist")).status_code == 403
+
+
+def test_orphaned_events_are_kept_ninety_days_the_others_with_their_email(client, week_1, clock):
+    import datetime
+
+    from scheduler.tasks import tracking_events_apply
+
+    post(client, postmark("Delivery", week_1))
+    post(client, postmark("Delivery", week_1, Metadata={}, MessageID="unknown", Email="stranger@example.net"))
+    clock.shift(datetime.timedelta(days=89))
+    tracking_events_apply()
+    assert TrackingEvent.objects.count() == 2
+    clock.shift(datetime.timedelta(days=2))
+    tracking_events_apply()
+    assert [event.delivery_id for event in TrackingEvent.objects.all()] == [week_1.pk]
