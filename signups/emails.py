@@ -33,7 +33,7 @@ from django.db import models, transaction
 from kombu.exceptions import OperationalError
 
 from signups import email_rows
-from signups.models import Learner, LearnerEmail
+from signups.models import Learner, LearnerEmail, Suppression
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,11 @@ def learner_email_send(email_id: int, now: datetime.datetime) -> SendOutcome:
     try:
         _render_and_send(learner, email.template, context, email.headers)
     except AnymailRecipientsRefused as refused:
+        # Like a hard bounce: nothing more to this address until its owner signs up and
+        # confirms again (signups/suppressions.py).
+        from signups.suppressions import learner_mail_stop
+
+        learner_mail_stop(learner.pk, Suppression.Reason.REFUSED, now)
         return _fail(email, claim, f"the provider refused the address: {_describe(refused)}")
     except Exception as error:  # noqa: BLE001 - whatever it is, the row records it and is tried again
         logger.warning("Learner email %s (%s), attempt %d, failed: %s", email.pk, email.template, email.attempts, _describe(error))

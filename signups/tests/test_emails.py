@@ -14,7 +14,7 @@ from kombu.exceptions import OperationalError
 
 from mooc.testing.providers import ScriptedAnymailBackend
 from signups import email_rows, emails
-from signups.models import Enrollment, Learner, LearnerEmail
+from signups.models import Enrollment, Learner, LearnerEmail, Suppression, email_digest
 from signups.services import _send, learner_erase, learner_unsubscribe
 from signups.tasks import learner_email_send, learner_emails_requeue
 from signups.tests.factories import EnrollmentFactory
@@ -135,6 +135,9 @@ def test_a_refused_address_fails_at_once_and_a_new_signup_sends_again(client, ne
     assert email.last_error.startswith("the provider refused the address: AnymailRecipientsRefused")
     assert not mail.outbox
     assert Learner.objects.get().confirmation_sent_at is None
+    # Refused like a hard bounce: nothing more goes to it unless its owner asks again.
+    assert Learner.objects.get().unsubscribed_reason == Suppression.Reason.REFUSED
+    assert Suppression.objects.get(email_digest=email_digest(ADA)).reason == Suppression.Reason.REFUSED
 
     client.post("/signup/", form_data(cohort=next_cohort.slug))
 
@@ -142,6 +145,7 @@ def test_a_refused_address_fails_at_once_and_a_new_signup_sends_again(client, ne
     assert message.to == [ADA]
     assert client.post(confirm_link(message)).status_code == 200
     assert LearnerEmail.objects.filter(status="sent").count() == 1
+    assert Learner.objects.get().unsubscribed_at is None and not Suppression.objects.exists()
 
 
 def test_signing_up_again_while_a_confirmation_waits_replaces_it(client, next_cohort, later_cohort, provider, clock):
