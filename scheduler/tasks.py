@@ -1,7 +1,7 @@
 import logging
 import time
 
-from anymail.exceptions import AnymailRecipientsRefused
+from anymail.exceptions import AnymailRecipientsRefused, AnymailWebhookValidationFailure
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
@@ -99,4 +99,7 @@ def sns_subscription_confirm(self, message: dict) -> None:
         raise self.retry(exc=error, countdown=60 * 2**self.request.retries)
     except BotoCoreError as error:
         raise self.retry(exc=error, countdown=60 * 2**self.request.retries)
+    except AnymailWebhookValidationFailure as error:  # WEBHOOK_SECRET unset since it was queued
+        logger.error("SNS subscription to %s not confirmed: %s", topic, error)
+        return
     logger.info("SNS subscription to %s confirmed", topic)
