@@ -134,9 +134,11 @@ def message_verify(message: dict) -> None:
     if hash_type is None:
         raise SignatureRefused(f"unknown SignatureVersion {message.get('SignatureVersion')!r}")
     try:
-        signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
+        signature = base64.b64decode(str(message.get("Signature") or ""), validate=True)
     except binascii.Error as error:
         raise SignatureRefused("the Signature is not base64") from error
+    if not signature:
+        raise SignatureRefused("the message carries no Signature")
     text = signed_string(message)
     public_key = signing_certificate(message.get("SigningCertURL")).public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):

@@ -81,7 +81,18 @@ def sendgrid_signer():
 
 
 @pytest.fixture
-def webhooks(client, settings, sns_signer, sendgrid_signer):
+def http_blocked():
+    """No HTTP request leaves the test through `requests`: each fails as a connection error,
+    unless the test tells the mock to answer it (`http_blocked.get(url, body=...)`); the mock
+    records every call."""
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def webhooks(client, settings, sns_signer, sendgrid_signer, http_blocked):
     """Every ESP's tracking webhook configured as the README says (basic auth and each signature
     setting); posts the providers' requests (scheduler/tests/webhook_requests.py)."""
     from scheduler.tests import webhook_requests as requests_
@@ -91,4 +102,4 @@ def webhooks(client, settings, sns_signer, sendgrid_signer):
         "RESEND_SIGNING_SECRET": requests_.RESEND_SIGNING_SECRET,
         "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": sendgrid_signer.verification_key,
     }
-    return requests_.Webhooks(client, sns_signer, sendgrid_signer)
+    return requests_.Webhooks(client, sns_signer, sendgrid_signer, http_blocked)

@@ -9,7 +9,6 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-import responses
 from django.core.cache import cache
 from kombu.exceptions import OperationalError
 
@@ -32,10 +31,9 @@ def notification(**fields) -> dict:
 
 
 @pytest.fixture
-def aws_host():
-    """Answers AWS's certificate address with the signer's certificate; any other request fails."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
+def aws_host(http_blocked):
+    """Answers only what the test tells it to (`aws_host.get(url, ...)`); records every request."""
+    return http_blocked
 
 
 # --- Signatures ----------------------------------------------------------------------------------
@@ -73,11 +71,15 @@ def test_a_changed_message_is_refused(sns_signer, change):
 
 
 @pytest.mark.parametrize("fields", [
-    {"SignatureVersion": "3"}, {"SignatureVersion": None}, {"Signature": "not base64!"}, {"Type": "Surprise"},
+    {"SignatureVersion": "3"}, {"SignatureVersion": None}, {"Signature": "not base64!"}, {"Signature": ""},
+    {"Signature": None}, {"Type": "Surprise"},
 ])
-def test_a_message_that_cannot_be_checked_is_refused(sns_signer, fields):
+def test_a_message_that_cannot_be_checked_is_refused_without_a_fetch(sns_signer, aws_host, fields):
+    message = {**sns_signer.sign(notification()), **fields}
+    cache.clear()
     with pytest.raises(sns.SignatureRefused):
-        sns.message_verify({**sns_signer.sign(notification()), **fields})
+        sns.message_verify(message)
+    assert len(aws_host.calls) == 0
 
 
 def test_a_signature_by_another_key_is_refused(sns_signer):

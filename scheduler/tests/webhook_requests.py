@@ -129,8 +129,9 @@ class Webhooks:
     """Posts payloads to /anymail/<esp>/tracking/ with the provider's content type, headers and
     signature, and our basic auth (`auth=None` for none)."""
 
-    def __init__(self, client, sns_signer: SnsSigner, sendgrid_signer: SendGridSigner):
+    def __init__(self, client, sns_signer: SnsSigner, sendgrid_signer: SendGridSigner, http=None):
         self.client, self.sns, self.sendgrid = client, sns_signer, sendgrid_signer
+        self.http = http  # the `responses` mock every outgoing request meets (conftest.http_blocked)
 
     def request(self, esp: str, data, *, sign: bool = True, svix_id: str | None = None, sns_version: str = "1") -> tuple[bytes, str, dict]:
         """(body, content type, headers) of the provider's request carrying `data`."""
