@@ -35,7 +35,6 @@ from anymail.webhooks.sparkpost import SparkPostTrackingWebhookView
 from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
-
 from kombu.exceptions import OperationalError
 
 from scheduler import sns
