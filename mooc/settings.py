@@ -304,6 +304,8 @@ CELERY_TASK_ROUTES = {
     "signups.tasks.learner_bulk_action_run": {"queue": DELIVERY_QUEUE},
     "signups.tasks.learner_email_send": {"queue": TRANSACTIONAL_QUEUE},
     "scheduler.tasks.email_test_send": {"queue": TRANSACTIONAL_QUEUE},
+    # A call to AWS an operator waits for (confirming an SNS subscription): not behind the periodic jobs.
+    "scheduler.tasks.sns_subscription_confirm": {"queue": TRANSACTIONAL_QUEUE},
 }
 
 # --- Learners' own emails: confirmation, manage link (signups/emails.py) ----------------------

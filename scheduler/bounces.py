@@ -8,14 +8,17 @@ decides, ESP by ESP:
 |-------------|----------------------------------------------------------------------------------------|-------------------------------------------|
 | hard        | a permanent bounce: SES bounceType Permanent, Postmark HardBounce, Brevo hard_bounce or | the address is suppressed at once          |
 |             | invalid_email, SparkPost bounce classes 10, 30, Mailjet hard_bounce, SendGrid bounce    | (an organizer may lift it once fixed)      |
-|             | type "bounce", Mailgun/Resend permanent failures; a rejection because the provider      |                                            |
-|             | already knows the address bounced or is invalid                                         |                                            |
-| soft        | any other bounce or deferral                                                           | suppressed after SOFT_BOUNCE_LIMIT emails  |
-|             |                                                                                        | in a row bounced softly, none delivered    |
-| complaint   | a spam complaint; a rejection for an earlier complaint                                 | suppressed for good (never lifted)         |
-| unsubscribe | an unsubscribe at the provider (list-unsubscribe, its own link, manual suppression)    | the learner is unsubscribed                |
+|             | type "bounce", Mailgun permanent failures, Resend Permanent (or, in older payloads, a   |                                            |
+|             | "hard bounce" message); a Postmark SubscriptionChange for a HardBounce; a rejection     |                                            |
+|             | because the provider already knows the address bounced or is invalid                   |                                            |
+| soft        | any other bounce or deferral; a Mailgun permanent failure for a message too "old"       | suppressed after SOFT_BOUNCE_LIMIT emails  |
+|             | (temporary failures retried for hours)                                                 | in a row bounced softly, none delivered    |
+| complaint   | a spam complaint; a rejection (Mailgun: a failure "suppress-complaint") for an earlier  | suppressed for good (never lifted)         |
+|             | complaint                                                                              |                                            |
+| unsubscribe | an unsubscribe at the provider (list-unsubscribe, its own link, manual suppression;    | the learner is unsubscribed                |
+|             | Mailgun: a failure "suppress-unsubscribe")                                             |                                            |
 | ours        | a bounce whose answer is 5.7.x (policy: our content, server or reputation), a virus     | recorded, nobody suppressed: a fault on    |
-|             | notice, a block by the provider's policy                                                | our side never touches learners            |
+|             | notice, a block by the provider's policy (Mailgun "espblock")                           | our side never touches learners            |
 """
 
 import re
@@ -30,17 +33,26 @@ Refusal = TrackingEvent.Refusal
 _ABOUT_US = re.compile(r"(?:^|[\s;:(\[])5\.7\.\d{1,3}\b")
 
 _SPARKPOST_HARD_CLASSES = {"10", "30", "90"}
+# Mailgun's permanent failures that are not about a mailbox that does not exist: an address
+# Mailgun itself suppressed after a complaint or an unsubscribe, a message that stayed
+# undeliverable too long (temporary failures retried for hours), a block by the receiver.
+_MAILGUN_PERMANENT_REASONS = {
+    "suppress-complaint": Refusal.COMPLAINT, "suppress-unsubscribe": Refusal.UNSUBSCRIBE,
+    "old": Refusal.SOFT, "espblock": Refusal.OURS,
+}
 _SPARKPOST_OURS_CLASSES = {"25", "50", "51", "52", "53", "54"}
 
 
 def _bounce_permanence(esp: str, raw) -> str:
-    """hard, soft or ours, for an event Anymail calls BOUNCED."""
+    """hard, soft or ours (or, for Mailgun's suppressions, complaint or unsubscribe), for an
+    event Anymail calls BOUNCED."""
     raw = raw if isinstance(raw, dict) else {}
     match esp:
         case "amazon_ses":
             return Refusal.HARD if raw.get("bounce", {}).get("bounceType") == "Permanent" else Refusal.SOFT
         case "postmark":
-            kind = raw.get("Type")
+            # A SubscriptionChange that suppressed the address says why in SuppressionReason.
+            kind = raw.get("Type") or raw.get("SuppressionReason")
             return Refusal.HARD if kind == "HardBounce" else (Refusal.OURS if kind == "VirusNotification" else Refusal.SOFT)
         case "brevo":
             return Refusal.SOFT if raw.get("event") == "soft_bounce" else Refusal.HARD
@@ -57,8 +69,15 @@ def _bounce_permanence(esp: str, raw) -> str:
             return Refusal.SOFT if raw.get("type") == "blocked" else Refusal.HARD
         case "resend":
             bounce = ((raw.get("data") or {}).get("bounce") or {})
-            return Refusal.SOFT if bounce.get("type") in ("Transient", "Undetermined") else Refusal.HARD
-        case _:  # Mailgun reports only permanent failures as BOUNCED (temporary ones are DEFERRED)
+            if "type" in bounce:
+                return Refusal.HARD if bounce["type"] == "Permanent" else Refusal.SOFT
+            # Older payloads carry only the message ("... sent a hard bounce message ...",
+            # "... has suppressed sending ...", "... because the recipient's inbox was full").
+            message = str(bounce.get("message", ""))
+            return Refusal.HARD if "hard bounce" in message or "suppressed sending" in message else Refusal.SOFT
+        case "mailgun":  # only permanent failures are BOUNCED (temporary ones are DEFERRED)
+            return _MAILGUN_PERMANENT_REASONS.get((raw.get("event-data") or {}).get("reason"), Refusal.HARD)
+        case _:
             return Refusal.HARD
 
 
@@ -78,7 +97,7 @@ def event_refusal(esp: str, event) -> str:
             }.get(event.reject_reason, Refusal.OURS)
         case EventType.BOUNCED:
             permanence = _bounce_permanence(esp, event.esp_event)
-            if permanence != Refusal.OURS and _ABOUT_US.search(str(event.mta_response or "")):
+            if permanence in (Refusal.HARD, Refusal.SOFT) and _ABOUT_US.search(str(event.mta_response or "")):
                 return Refusal.OURS
             return permanence
     return Refusal.NONE

@@ -1,7 +1,7 @@
 import logging
 import time
 
-from anymail.exceptions import AnymailRecipientsRefused
+from anymail.exceptions import AnymailRecipientsRefused, AnymailWebhookValidationFailure
 from celery import shared_task
 from django.conf import settings
 from django.db import transaction
@@ -16,6 +16,7 @@ from scheduler.planning import deliveries_dispatch
 from scheduler.sending import deliveries_send
 from scheduler.services import email_test_send as test_email_send
 from scheduler.services import heartbeat_record
+from scheduler.sns import subscription_confirm
 
 logger = logging.getLogger(__name__)
 
@@ -79,3 +80,28 @@ def tracking_events_apply() -> None:
         logger.info("Applied %d tracking events", total)
     if deleted := tracking_orphans_delete(timezone.now()):
         logger.info("Deleted %d orphaned tracking events older than %s", deleted, ORPHANS_KEPT)
+
+
+@shared_task(bind=True, max_retries=6)
+def sns_subscription_confirm(self, message: dict) -> None:
+    """Queued by the Amazon SES webhook for a verified SNS SubscriptionConfirmation. AWS's own
+    refusal (an expired or unknown token: a 4xx other than throttling) is logged, not retried;
+    anything else is retried after 1, 2, 4 ... 32 minutes (the token is good for three days)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # boto3 is installed only where SES is used
+
+    topic = message.get("TopicArn")
+    try:
+        subscription_confirm(message)
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+        code = error.response.get("Error", {}).get("Code", "")
+        if status < 500 and "Throttl" not in code:
+            logger.error("SNS subscription to %s not confirmed, AWS refused: %s (confirm by hand: %s)", topic, error, message.get("SubscribeURL"))
+            return
+        raise self.retry(exc=error, countdown=60 * 2**self.request.retries)
+    except BotoCoreError as error:
+        raise self.retry(exc=error, countdown=60 * 2**self.request.retries)
+    except AnymailWebhookValidationFailure as error:  # WEBHOOK_SECRET unset since it was queued
+        logger.error("SNS subscription to %s not confirmed: %s", topic, error)
+        return
+    logger.info("SNS subscription to %s confirmed", topic)

@@ -13,12 +13,16 @@ answer means to the provider:
 | a wrong signature (Mailgun, SNS, SendGrid, Resend) | 403 | nothing stored                                        |
 | a payload that cannot be read                 | 400    | logged with what it takes to debug; nothing stored     |
 | the ESP's webhook not configured here         | 503    | logged as an error: the provider retries until it is   |
+| SNS: AWS's signing certificate not fetched now | 503   | with Retry-After; SNS sends the message again (scheduler/sns.py) |
+| SNS: a subscription confirmation              | 200    | a worker confirms it (tasks.sns_subscription_confirm); 503 when it cannot be queued |
 | our database down                             | 500    | the provider retries later, which is right             |
 """
 
 import logging
 
-from anymail.exceptions import AnymailConfigurationError, AnymailImproperlyInstalled, AnymailWebhookValidationFailure
+from anymail.exceptions import (
+    AnymailAPIError, AnymailConfigurationError, AnymailImproperlyInstalled, AnymailWebhookValidationFailure,
+)
 from anymail.webhooks.amazon_ses import AmazonSESTrackingWebhookView
 from anymail.webhooks.base import AnymailBasicAuthMixin
 from anymail.webhooks.brevo import BrevoTrackingWebhookView
@@ -31,7 +35,9 @@ from anymail.webhooks.sparkpost import SparkPostTrackingWebhookView
 from django.http import HttpResponse
 from django.urls import path
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
+from scheduler import sns
 from scheduler.events import tracking_events_store
 
 logger = logging.getLogger(__name__)
@@ -41,6 +47,14 @@ BODY_LOGGED = 300  # characters of a payload we could not read, in the log
 
 class Unreadable(Exception):
     """The payload could not be turned into events."""
+
+
+class Unavailable(Exception):
+    """The request cannot be checked or handled now, through no fault of its own: 503, the
+    provider sends it again later."""
+
+
+RETRY_AFTER_SECONDS = 60
 
 
 class StoreEvents:
@@ -62,6 +76,11 @@ class StoreEvents:
         except AnymailWebhookValidationFailure as error:
             logger.warning("%s tracking webhook: refused, %s", self.esp, error)
             return HttpResponse("Forbidden.\n", status=403, content_type="text/plain")
+        except Unavailable as error:
+            logger.warning("%s tracking webhook: answered 503, %s", self.esp, error)
+            response = HttpResponse("Try again later.\n", status=503, content_type="text/plain")
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         except Unreadable as error:
             body = request.body[:BODY_LOGGED].decode("utf-8", "replace")
             logger.warning(
@@ -81,7 +100,7 @@ class StoreEvents:
     def events_parse(self, request) -> list:
         try:
             return list(self.parse_events(request))
-        except AnymailWebhookValidationFailure:
+        except (AnymailWebhookValidationFailure, Unavailable):
             raise
         except Exception as error:  # noqa: BLE001 - a payload in any shape must answer 400, not 500
             raise Unreadable(type(error).__name__) from error
@@ -89,10 +108,54 @@ class StoreEvents:
     def run_validators(self, request):
         try:
             super().run_validators(request)
-        except AnymailWebhookValidationFailure:
+        except (AnymailWebhookValidationFailure, Unavailable):
             raise
         except Exception as error:  # noqa: BLE001 - a validator that could not read the payload
             raise Unreadable(type(error).__name__) from error
+
+
+class AmazonSESTracking(AmazonSESTrackingWebhookView):
+    """Anymail's Amazon SES view and the two things it leaves to us: the SNS signature is
+    verified (scheduler/sns.py), and a subscription is confirmed by a worker, not by a call to
+    AWS inside the request."""
+
+    def validate_request(self, request):
+        # Anymail calls every validate_request in the MRO (collect_all_methods): its own header
+        # checks and basic auth run as well.
+        message = self._parse_sns_message(request)
+        if not isinstance(message, dict):
+            raise AnymailAPIError("the SNS message is not a JSON object")
+        try:
+            sns.message_verify(message)
+        except sns.SignatureRefused as error:
+            raise AnymailWebhookValidationFailure(f"SNS signature: {error}") from error
+        except sns.CertificateUnavailable as error:
+            raise Unavailable(str(error)) from error
+
+    def auto_confirm_sns_subscription(self, sns_message):
+        """Anymail's checks (auto-confirm on, WEBHOOK_SECRET set, so basic auth proved the topic
+        is meant for us), then the confirmation is queued; raises Unavailable if it cannot be."""
+        if not self.auto_confirm_enabled:
+            logger.info("SNS subscription to %s not confirmed: AMAZON_SES_AUTO_CONFIRM_SNS_SUBSCRIPTIONS is off", sns_message.get("TopicArn"))
+            return
+        if not self.basic_auth:
+            raise AnymailWebhookValidationFailure(
+                f"an SNS SubscriptionConfirmation for {sns_message.get('TopicArn')!r}, but no WEBHOOK_SECRET proves it is meant for us"
+            )
+        from scheduler.tasks import sns_subscription_confirm
+
+        try:
+            sns_subscription_confirm.apply_async(args=[sns_message], retry_policy=_ENQUEUE_RETRY_POLICY)
+        except (OperationalError, OSError) as error:
+            raise Unavailable(
+                f"the broker is unreachable, SNS subscription to {sns_message.get('TopicArn')} not confirmed "
+                f"(confirm it by hand: {sns_message.get('SubscribeURL')}): {error}"
+            ) from error
+        logger.info("SNS subscription to %s: confirmation queued", sns_message.get("TopicArn"))
+
+
+# A publish from a web request: one more try after a failure (as scheduler/events.py).
+_ENQUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 
 
 def _view(name: str, anymail_view: type) -> type:
@@ -101,7 +164,7 @@ def _view(name: str, anymail_view: type) -> type:
 
 # Every ESP the README names (scheduler/tests/esps.py), by the name in its URL.
 TRACKING_VIEWS = {
-    "amazon_ses": _view("amazon_ses", AmazonSESTrackingWebhookView),
+    "amazon_ses": _view("amazon_ses", AmazonSESTracking),
     "brevo": _view("brevo", BrevoTrackingWebhookView),
     "mailgun": _view("mailgun", MailgunTrackingWebhookView),
     "mailjet": _view("mailjet", MailjetTrackingWebhookView),

@@ -4,7 +4,7 @@ import pytest
 
 from cohorts.models import Cohort
 from mooc.testing.providers import ScriptedAnymailBackend
-from scheduler import sandbox
+from scheduler import sandbox, sns
 from scheduler.tests.helpers import START
 
 
@@ -56,3 +56,50 @@ def cohort(course, provider):
         course=course, name="Winter round", slug="winter", start_date=START,
         signup_opens_on=START - datetime.timedelta(weeks=4), signup_closes_on=START,
     )
+
+
+@pytest.fixture(autouse=True)
+def sns_certificates_forgotten():
+    """Each test starts with no SNS signing certificate in this process (the cache is emptied too)."""
+    sns.certificates_forget()
+    yield
+    sns.certificates_forget()
+
+
+@pytest.fixture(scope="session")
+def sns_signer():
+    from scheduler.tests.webhook_requests import SnsSigner
+
+    return SnsSigner()
+
+
+@pytest.fixture(scope="session")
+def sendgrid_signer():
+    from scheduler.tests.webhook_requests import SendGridSigner
+
+    return SendGridSigner()
+
+
+@pytest.fixture
+def http_blocked():
+    """No HTTP request leaves the test through `requests`: each fails as a connection error,
+    unless the test tells the mock to answer it (`http_blocked.get(url, body=...)`); the mock
+    records every call."""
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def webhooks(client, settings, sns_signer, sendgrid_signer, http_blocked):
+    """Every ESP's tracking webhook configured as the README says (basic auth and each signature
+    setting); posts the providers' requests (scheduler/tests/webhook_requests.py)."""
+    from scheduler.tests import webhook_requests as requests_
+
+    settings.ANYMAIL = {
+        **settings.ANYMAIL, "WEBHOOK_SECRET": requests_.SECRET, "MAILGUN_WEBHOOK_SIGNING_KEY": requests_.MAILGUN_SIGNING_KEY,
+        "RESEND_SIGNING_SECRET": requests_.RESEND_SIGNING_SECRET,
+        "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": sendgrid_signer.verification_key,
+    }
+    return requests_.Webhooks(client, sns_signer, sendgrid_signer, http_blocked)
