@@ -35,6 +35,28 @@ def fast_password_hashing():
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def template_checks_remembered():
+    """Hundreds of tests install the course's eleven default email templates, and checking one
+    (compiling it and rendering it for the sample learners) takes about a tenth of a second: here a
+    text that passed the save check once passes again without a second check. Refusals are never
+    remembered, and the tests of the check itself call scheduler.templating.email_check, which is
+    left as it is."""
+    from scheduler import services
+
+    checked = services.email_check
+    passed: set[tuple[str, str]] = set()
+
+    def email_check(subject, body, samples):
+        if (subject, body) not in passed:
+            checked(subject, body, samples)
+            passed.add((subject, body))
+
+    services.email_check = email_check
+    yield
+    services.email_check = checked
+
+
 @pytest.fixture(autouse=True)
 def celery_tasks_eager_unless_real_workers(request):
     """Tasks run at once, in the test's process (CELERY_TASK_ALWAYS_EAGER in pytest.ini), except in
