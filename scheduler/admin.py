@@ -330,3 +330,5 @@ class DeliveryAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # the ledger changes only through the scheduler and the cohort's actions
+
+from scheduler import admin_dashboard  # noqa: E402,F401  the dashboards' pages, on the cohort's and course's admin
