@@ -153,34 +153,42 @@ _GROUPED = Q(group__isnull=False) | Q(grouped_at__isnull=False)
 
 
 def _learner_counts(cohort: Cohort) -> dict[str, int]:
-    """The funnel's first steps and the week of each unsubscribe, drop-back and leaving. One query."""
+    """The funnel's first steps, and the week of each unsubscribe, drop-back and leaving. Two
+    queries: the week counts look only at the few enrollments that ended or whose learner's
+    mail stopped, so their many conditions are not evaluated for every learner."""
+    enrollments = Enrollment.objects.filter(cohort=cohort)
+    counts = enrollments.aggregate(
+        signed_up=Count("learner", distinct=True),
+        confirmed=Count("learner", distinct=True, filter=Q(learner__confirmed_at__isnull=False)),
+        grouped=Count("learner", distinct=True, filter=_GROUPED),
+    )
     boundaries = _week_boundaries(cohort)
-    periods = range(cohort.week_count + 2)
-    aggregates = {
-        "signed_up": Count("learner", distinct=True),
-        "confirmed": Count("learner", distinct=True, filter=Q(learner__confirmed_at__isnull=False)),
-        "grouped": Count("learner", distinct=True, filter=_GROUPED),
-    }
-    for period in periods:
-        aggregates[f"unsubscribed_{period}"] = Count("pk", filter=_STOPPED & _in_period("learner__unsubscribed_at", boundaries, period))
-        aggregates[f"dropped_back_{period}"] = Count("pk", filter=_DROPPED_BACK & _in_period("ended_at", boundaries, period))
-        aggregates[f"left_{period}"] = Count("pk", filter=_LEFT & _in_period("ended_at", boundaries, period))
-    return Enrollment.objects.filter(cohort=cohort).aggregate(**aggregates)
+    per_week = {}
+    for period in range(cohort.week_count + 2):
+        per_week[f"unsubscribed_{period}"] = Count("pk", filter=_STOPPED & _in_period("learner__unsubscribed_at", boundaries, period))
+        per_week[f"dropped_back_{period}"] = Count("pk", filter=_DROPPED_BACK & _in_period("ended_at", boundaries, period))
+        per_week[f"left_{period}"] = Count("pk", filter=_LEFT & _in_period("ended_at", boundaries, period))
+    ended_or_stopped = Q(status__in=[Enrollment.Status.LEFT, Enrollment.Status.SWITCHED]) | Q(learner__unsubscribed_at__isnull=False)
+    return {**counts, **enrollments.filter(ended_or_stopped).aggregate(**per_week)}
 
 
 _EMAIL_COUNTS = {
     "sent": Count("pk", filter=Q(status=Delivery.Status.SENT)),
-    "delivered": Count("pk", filter=Q(delivered_at__isnull=False)),
-    "bounced": Count("pk", filter=Q(bounced_at__isnull=False)),
-    "opened": Count("pk", filter=Q(opened_at__isnull=False)),
-    "clicked": Count("pk", filter=Q(clicked_at__isnull=False)),
+    # COUNT(column) counts the rows where it is set: cheaper per row than a FILTER, over a million rows.
+    "delivered": Count("delivered_at"),
+    "bounced": Count("bounced_at"),
+    "opened": Count("opened_at"),
+    "clicked": Count("clicked_at"),
 }
+# The emails the dashboard shows: the weeks and the course's end (not welcome, group introduction).
+_FUNNEL_KINDS = [EmailKind.WEEK, EmailKind.COURSE_END]
 
 
 def _email_counts(cohorts) -> dict[tuple[int, str, int], dict[str, int]]:
-    """Per (round, kind, week): sent, delivered, bounced, opened, clicked. One query."""
+    """Per (round, kind, week) of the weekly and course end emails: sent, delivered, bounced,
+    opened, clicked. One query."""
     rows = (
-        Delivery.objects.filter(cohort__in=cohorts).values("cohort_id", "kind", "week_number")
+        Delivery.objects.filter(cohort__in=cohorts, kind__in=_FUNNEL_KINDS).values("cohort_id", "kind", "week_number")
         .annotate(**_EMAIL_COUNTS).order_by()
     )
     return {(row.pop("cohort_id"), row.pop("kind"), row.pop("week_number")): row for row in rows}
@@ -234,24 +242,23 @@ def _quiet_weeks(cohort: Cohort, emails: dict[tuple[int, str, int], dict[str, in
 
 
 def _quiet_groups(cohort: Cohort, quiet_weeks: list[int]) -> list[QuietGroup]:
-    """The QUIET_GROUPS groups with the lowest share of members (confirmed, active or paused) who
+    """The QUIET_GROUPS groups with the lowest share of members (active or paused: confirmed) who
     opened any of `quiet_weeks`' emails. One query.
 
-    SQL of its own: each member's last opened week is aggregated once, then joined to the
-    members, which the ORM would write as a subquery per member (100,000 index probes).
-    Whoever opened a later week opened one of the last weeks sent, so the last opened week
-    answers both columns.
+    SQL of its own: each member's last opened week is aggregated once, in learner order from the
+    partial index delivery_opened_week, then joined to the members; the ORM would write a
+    subquery per member (100,000 index probes). Whoever opened a later week opened one of the
+    last weeks sent, so the last opened week answers both columns.
     """
     if not quiet_weeks:
         return []
     enrollment, delivery = Enrollment._meta.db_table, Delivery._meta.db_table
-    group, learner = Enrollment._meta.get_field("group").related_model._meta.db_table, Learner._meta.db_table
+    group = Enrollment._meta.get_field("group").related_model._meta.db_table
     sql = f"""
         SELECT g.id, g.name, COUNT(*) AS members,
                SUM(CASE WHEN o.last_week >= %s THEN 1 ELSE 0 END) AS opened, MAX(o.last_week) AS last_opened
         FROM {enrollment} e
         JOIN {group} g ON g.id = e.group_id AND g.dissolved_at IS NULL
-        JOIN {learner} l ON l.id = e.learner_id AND l.confirmed_at IS NOT NULL
         LEFT JOIN (
             SELECT learner_id, MAX(week_number) AS last_week FROM {delivery}
             WHERE cohort_id = %s AND kind = %s AND opened_at IS NOT NULL GROUP BY learner_id
@@ -298,7 +305,7 @@ def orphaned_events_count(since: datetime.datetime) -> int:
 
 
 def cohort_dashboard(cohort: Cohort, now: datetime.datetime) -> CohortDashboard:
-    """Everything the round's dashboard shows. Six queries, whatever the round's size."""
+    """Everything the round's dashboard shows. Seven queries, whatever the round's size."""
     learners = _learner_counts(cohort)
     emails = _email_counts([cohort.pk])
     funnel, delivered_reported = _funnel(cohort, learners, emails)

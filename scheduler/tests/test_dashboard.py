@@ -211,13 +211,13 @@ def test_without_any_delivery_reported_the_funnel_counts_sent_and_says_so(round_
     assert "No delivery reported" in page and "Week 1 sent" in page
 
 
-def test_the_selector_takes_six_queries_however_many_learners(learners, round_, clock, django_assert_num_queries):
-    with django_assert_num_queries(6):
+def test_the_selector_takes_seven_queries_however_many_learners(learners, round_, clock, django_assert_num_queries):
+    with django_assert_num_queries(7):
         cohort_dashboard(round_, clock.now())
     more = EnrollmentFactory.create_batch(20, cohort=round_, group=StudyGroup.objects.get(slug="winter-3"))
     for enrollment in more:
         weeks(enrollment, 1, 2, 3, 4, delivered=True, opened=True)
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         cohort_dashboard(round_, clock.now())
 
 
