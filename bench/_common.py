@@ -46,11 +46,11 @@ def _throwaway_postgres_database(name: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def django_on_throwaway_database(database: str = "sqlite") -> Iterator[Path]:
+def django_on_throwaway_database(database: str = "sqlite", name: str | None = None) -> Iterator[Path]:
     """Set up Django on a new, migrated database; yield a temporary folder for the run.
 
     `database` is "sqlite" (a file in the folder) or "postgresql" (a database created on
-    BENCH_POSTGRES_URL's server, dropped at the end). Call it before anything imports
+    BENCH_POSTGRES_URL's server, dropped at the end; `name` names it, else mooc_bench_<pid>). Call it before anything imports
     Django's settings: the environment is assigned here, overriding a developer's shell and
     `.env`, so every run measures the same production-like setup (DEBUG off).
     CELERY_BROKER_URL keeps its default. The folder is removed on exit.
@@ -59,7 +59,7 @@ def django_on_throwaway_database(database: str = "sqlite") -> Iterator[Path]:
     try:
         with contextlib.ExitStack() as cleanup:
             if database == "postgresql":
-                os.environ["DATABASE_URL"] = cleanup.enter_context(_throwaway_postgres_database(f"mooc_bench_{os.getpid()}"))
+                os.environ["DATABASE_URL"] = cleanup.enter_context(_throwaway_postgres_database(name or f"mooc_bench_{os.getpid()}"))
             else:
                 os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
             os.environ["DJANGO_READ_DOT_ENV"] = "false"

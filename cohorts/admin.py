@@ -40,12 +40,41 @@ class WeekInline(admin.StackedInline):
     ]
 
 
+@dataclass
+class PageLink:
+    """A link another app adds to the top of a cohort's or course's admin page, with the URLs of
+    the pages it leads to (the scheduler's dashboards): cohorts knows no pages but its own.
+
+    `urls(model_admin)` returns URL patterns added to the model admin's own; `url(obj, user)`
+    the link for that object, or None when `user` may not follow it.
+    """
+
+    label: str
+    urls: Callable
+    url: Callable
+
+
+class PageLinksMixin:
+    """The model admin's pages grow the URLs and links other apps register in `page_links`."""
+
+    page_links: list[PageLink]
+
+    def get_urls(self):
+        added = [pattern for link in self.page_links for pattern in link.urls(self)]
+        return [*added, *super().get_urls()]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["page_links"] = [(link.label, url) for link in self.page_links if (url := link.url(obj, request.user))]
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+
 class CourseForm(forms.ModelForm):
     links = LinkListField()
 
 
 @admin.register(Course)
-class CourseAdmin(admin.ModelAdmin):
+class CourseAdmin(PageLinksMixin, admin.ModelAdmin):
     form = CourseForm
     list_display = ["title", "slug", "week_count", "updated_at"]
     search_fields = ["title", "slug"]
@@ -55,6 +84,7 @@ class CourseAdmin(admin.ModelAdmin):
     # annotations of this queryset, so the list stays one query; cohorts knows no learners.
     # Filled at start-up, with the column that shows each; class-level on purpose.
     queryset_annotations: list[Callable[[QuerySet[Course]], QuerySet[Course]]] = []
+    page_links: list[PageLink] = []  # see PageLink; class-level on purpose
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
@@ -152,7 +182,7 @@ class CohortPageSection:
 
 
 @admin.register(Cohort)
-class CohortAdmin(ActionPermissionsMixin, admin.ModelAdmin):
+class CohortAdmin(ActionPermissionsMixin, PageLinksMixin, admin.ModelAdmin):
     form = CohortForm
     list_display = ["name", "course", "status", "start_date", "signup_opens_on", "signup_closes_on", "capacity"]
     list_filter = ["course"]
@@ -170,6 +200,7 @@ class CohortAdmin(ActionPermissionsMixin, admin.ModelAdmin):
     actions = ["start_next_round", "close_signup"]
     # Filled by other apps at start-up (see CohortPageSection); class-level on purpose.
     page_sections: list[CohortPageSection] = []
+    page_links: list[PageLink] = []  # see PageLink
 
     @admin.display(description="status")
     def status(self, cohort):

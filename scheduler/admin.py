@@ -377,3 +377,6 @@ class TrackingEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+from scheduler import admin_dashboard  # noqa: E402,F401  the dashboards' pages, on the cohort's and course's admin

@@ -173,6 +173,12 @@ class Delivery(models.Model):
             models.Index(fields=["status", "next_attempt_at"], name="delivery_status_next"),
             models.Index(fields=["cohort", "kind", "week_number", "status"], name="delivery_cohort_week_status"),
             models.Index(fields=["provider_message_id"], name="delivery_provider_id"),
+            # The dashboard's quietest groups: each learner's last opened week, read from the index
+            # alone (scheduler/dashboard.py). Small: only weekly emails that were opened.
+            models.Index(
+                fields=["cohort", "learner", "week_number"], name="delivery_opened_week",
+                condition=models.Q(kind="week", opened_at__isnull=False),
+            ),
         ]
 
     def __str__(self):
