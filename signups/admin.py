@@ -610,7 +610,11 @@ def reform_groups(modeladmin, request, queryset):
     for cohort in queryset:
         reform = cohort_groups_reform(cohort, now=timezone.now())
         dissolved = ", ".join(reform.dissolved) or "none"
-        modeladmin.message_user(request, f"{cohort}: moved {reform.moved} learners; groups merged away: {dissolved}.")
+        modeladmin.message_user(
+            request,
+            f"{cohort}: moved {reform.moved} learners; groups merged away: {dissolved}; "
+            f"{reform.quiet} quiet learner{'s' if reform.quiet != 1 else ''} not counted as active.",
+        )
 
 
 class GroupMembersInline(admin.TabularInline):

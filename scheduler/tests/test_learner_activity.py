@@ -155,3 +155,34 @@ def test_a_learner_in_no_round_yet_has_an_empty_block(cohort):
     page = staff("view_learner", "view_delivery").get(reverse("admin:signups_learner_change", args=[learner.pk])).content.decode()
 
     assert "Not in any round yet." in page
+
+
+# --- Re-forming groups asks the scheduler who is quiet -------------------------------------------
+
+
+def test_reforming_from_the_admin_counts_quiet_learners_as_not_active(admin_client, cohort, clock):
+    from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+
+    from cohorts.models import StudyGroup
+    from signups import groups
+    from signups.groups import cohort_groups_form
+    from signups.models import Enrollment
+
+    assert learners_quiet in groups.QUIET_LEARNERS  # registered by scheduler/apps.py
+    now = clock.now()
+    for _ in range(20):
+        learner_in(cohort, learner__timezone="Europe/Lisbon")
+    cohort_groups_form(cohort, now=now)
+    cohort.group_size_max = 20
+    cohort.save()
+    second = StudyGroup.objects.get(cohort=cohort, number=2)
+    quiet = set(Enrollment.objects.filter(group=second).order_by("pk").values_list("learner_id", flat=True)[:5])
+    for enrollment in Enrollment.objects.filter(cohort=cohort).select_related("learner"):
+        opened = [] if enrollment.learner_id in quiet else [3]
+        weekly_emails(enrollment.learner, cohort, now, delivered=[1, 2, 3], opened=opened)
+
+    response = admin_client.post(
+        reverse("admin:cohorts_cohort_changelist"), {"action": "reform_groups", ACTION_CHECKBOX_NAME: [cohort.pk]}, follow=True
+    )
+
+    assert "moved 10 learners; groups merged away: Group 2; 5 quiet learners not counted as active." in response.content.decode()
