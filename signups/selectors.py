@@ -350,7 +350,7 @@ class MailStop:
     confirming: str = ""
 
 
-def learner_mail_stop(learner: Learner, now: datetime.datetime) -> MailStop | None:
+def learner_mail_stop_overview(learner: Learner) -> MailStop | None:
     """Why mail to the learner stopped (dates on their own calendar), or None when it has not."""
     if learner.unsubscribed_at is None:
         return None

@@ -157,10 +157,12 @@ def learner_address_fix(learner_id: int, email: str, now: datetime.datetime) -> 
       addresses are ours), only when the link is followed.
 
     Transactional (the email is queued after the commit). Raises AddressFixRefused when their
-    mail is not stopped because the address failed."""
+    mail is not stopped because the address failed, TokenInvalid when the learner is gone."""
     email = email_normalize(email)
     with transaction.atomic():
-        learner = Learner.objects.select_for_update().get(pk=learner_id)
+        learner = Learner.objects.select_for_update().filter(pk=learner_id).first()
+        if learner is None:
+            raise TokenInvalid  # erased meanwhile: their page's link no longer works
         problem = address_fix_problem(learner)
         if problem:
             raise AddressFixRefused(problem)
@@ -195,7 +197,9 @@ def learner_address_change(token: str, now: datetime.datetime) -> AddressChange:
         raise TokenInvalid
     new_email = email_normalize(change.new_email)
     with transaction.atomic():
-        learner = Learner.objects.select_for_update().get(pk=learner_id)
+        learner = Learner.objects.select_for_update().filter(pk=learner_id).first()
+        if learner is None:
+            raise TokenInvalid  # erased meanwhile
         if learner.email == new_email:
             return AddressChange(learner, already=True)
         if email_digest(learner.email) != change.old_digest:

@@ -26,7 +26,7 @@ from signups.models import Enrollment, timezone_names
 from signups.selectors import (
     address_change_from_token, cohorts_open_with_room, cohorts_to_switch_to, enrollment_current,
     enrollment_from_confirmation_token, enrollment_learner_email, enrollment_overview, learner_from_token,
-    learner_mail_stop, learner_today, waitlist_invitation_from_token,
+    learner_mail_stop_overview, learner_today, waitlist_invitation_from_token,
 )
 from signups.services import CohortFull, Signup, SignupRefused, WaitlistJoinRefused
 from signups.suppressions import AddressFixRefused, AddressTaken
@@ -187,7 +187,7 @@ def manage(request, token):
         # The round as the learner lives it (their own date); signup windows go by the site's clock, as switching does.
         "overview": enrollment_overview(enrollment, learner_today(learner, now)) if enrollment else None,
         "switch_to": list(cohorts_to_switch_to(enrollment, now)) if enrollment else [],
-        "mail_stop": learner_mail_stop(learner, now),
+        "mail_stop": learner_mail_stop_overview(learner),
         "address_form": AddressFixForm(initial={"email": learner.email}),
     }
     return render(request, "signups/manage.html", context)
@@ -213,6 +213,8 @@ def manage_address_fix(request, token):
         return back
     try:
         fix = suppressions.learner_address_fix(learner.pk, email, now=timezone.now())
+    except TokenInvalid:  # erased meanwhile
+        return _token_problem(request, "invalid", reverse("signups:manage-resend"))
     except AddressFixRefused as refusal:
         messages.error(request, str(refusal))
         return back

@@ -303,3 +303,12 @@ def test_the_fix_form_of_someone_who_complained_is_refused_on_the_page(client, z
 def test_the_fix_form_only_takes_a_post(client, zoe):
     assert client.get(manage_path(zoe) + "address/").status_code == 405
     assert client.post("/me/forged/address/", {"email": NEW}).status_code == 400
+
+
+def test_a_learner_erased_meanwhile_gets_the_bad_link_answer(zoe, clock):
+    from signups.tokens import TokenInvalid
+
+    learner_erase(zoe, today=clock.today())
+
+    with pytest.raises(TokenInvalid):
+        learner_address_fix(zoe.pk, NEW, now=clock.now())
