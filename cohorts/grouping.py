@@ -194,21 +194,27 @@ def group_for_late_joiner(offset: int, groups: dict[int, list[int]], maximum: in
     return best[1] if best else None
 
 
-def groups_reform(groups: dict[int, list[Candidate]], minimum: int, maximum: int) -> tuple[dict[int, int], set[int]]:
-    """Merge groups that fell below `minimum` into neighbours of the same time band.
+def groups_reform(
+    groups: dict[int, list[Candidate]], minimum: int, maximum: int, quiet: frozenset[int] | set[int] = frozenset()
+) -> tuple[dict[int, int], set[int]]:
+    """Merge groups that fell below `minimum` active members into neighbours of the same time band.
 
-    Everyone in a group of at least `minimum` stays put. Members of the small groups move,
-    one by one, to the best group with room in their band (as late joiners do); what is
-    left of small groups in one band is then merged together. Returns (moves: member key ->
-    group key, dissolved group keys).
+    `quiet`: keys of members who do not count as active (they still hold their seat: a group's
+    room is counted with them). Everyone in a group of at least `minimum` active members stays
+    put. Members of the small groups (quiet ones too, after the active ones) move, one by one,
+    to the best group with room in their band (as late joiners do); what is left of small groups
+    in one band is then merged together. Returns (moves: member key -> group key, dissolved group keys).
     """
     members = {key: list(group) for key, group in groups.items()}
-    small = sorted((key for key, group in members.items() if 0 < len(group) < minimum), key=lambda key: len(members[key]))
+    active = {key: sum(member.key not in quiet for member in group) for key, group in members.items()}
+    small = sorted((key for key, group in members.items() if group and active[key] < minimum), key=lambda key: (active[key], len(members[key])))
+    staying = [key for key, group in members.items() if group and active[key] >= minimum]
     moves: dict[int, int] = {}
     dissolved: set[int] = set()
     for key in small:
-        receivers = {other: [m.utc_offset for m in group] for other, group in members.items() if other != key and len(group) >= minimum}
-        for candidate in list(members[key]):
+        receivers = {other: [m.utc_offset for m in members[other]] for other in staying}
+        # Active members first: where room runs out, the quiet ones are those left behind.
+        for candidate in sorted(members[key], key=lambda member: member.key in quiet):
             target = group_for_late_joiner(candidate.utc_offset, receivers, maximum)
             if target is None:
                 continue

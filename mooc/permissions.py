@@ -32,6 +32,7 @@ ROLES: dict[str, list[str]] = {
         "cohorts.start_next_round", "cohorts.close_signup", "cohorts.pause_sending", "cohorts.form_groups",
         "signups.view_learner", "signups.change_learner", "signups.view_enrollment",
         "signups.resend_confirmation", "signups.move_learner", "signups.unsubscribe_learner", "signups.import_learners",
+        "signups.lift_suppression",
         "signups.view_suppression", "signups.view_erasure",
         "signups.view_learneremail", "signups.retry_learneremail",
         "scheduler.view_delivery", "scheduler.send_week_now", "scheduler.resend_failed",

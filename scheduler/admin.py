@@ -2,6 +2,7 @@
 a test send to themselves, and the history of every version with diffs and restore."""
 
 import difflib
+from urllib.parse import urlencode
 from types import SimpleNamespace
 
 from django import forms
@@ -22,10 +23,13 @@ from cohorts.services import cohort_sending_pause
 from mooc.permissions import admin_action
 from scheduler.planning import deliveries_resend_failed, deliveries_send_week_now
 from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion, TrackingEvent
-from scheduler.selectors import cohort_delivery_summary, preview_context, sample_contexts
+from scheduler.selectors import (
+    QUIET_AFTER_WEEKS, cohort_delivery_summary, learner_activity, learners_quiet, preview_context, sample_contexts,
+)
 from scheduler.services import (
     TestSendNotQueued, delivery_header, email_render, email_test_queue, template_restore, template_version_save,
 )
+from signups.admin import LearnerAdmin, LearnerPageSection
 from signups.selectors import learner_ids_with_email
 from scheduler.templating import FILTERS, LIMITS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
 
@@ -295,6 +299,34 @@ def send_week_now(modeladmin, request, queryset):
 
 
 CohortAdmin.page_sections.append(CohortPageSection("Emails sent", "admin/scheduler/cohort_deliveries.html", cohort_deliveries_section))
+
+
+# --- The learner's admin page: what their weekly emails did, per enrollment ----------------------
+
+
+def learner_activity_section(learner, user) -> dict | None:
+    """Per enrollment in a round: the last week whose email was sent, delivered, opened and
+    clicked, and whether the learner counts as quiet there (learners_quiet). For those who may
+    read the ledger; the learner admin is signups', which imports no scheduler: this section
+    is registered on it from here."""
+    if not user.has_perm("scheduler.view_delivery"):
+        return None
+    activity = learner_activity([learner.pk]).get(learner.pk, {})
+    rows = []
+    for enrollment in learner.enrollments.exclude(cohort=None).select_related("cohort").order_by("-created_at"):
+        cohort = enrollment.cohort
+        rows.append({
+            "enrollment": enrollment,
+            "activity": activity.get(cohort.pk),
+            "quiet": learner.pk in learners_quiet(cohort, learner_ids=[learner.pk]),
+            "ledger_url": reverse("admin:scheduler_delivery_changelist") + "?" + urlencode({"q": learner.email, "cohort__id__exact": cohort.pk}),
+        })
+    return {"rows": rows, "quiet_after": QUIET_AFTER_WEEKS}
+
+
+LearnerAdmin.page_sections.append(
+    LearnerPageSection("Weekly emails: what the provider reported", "admin/scheduler/learner_activity.html", learner_activity_section)
+)
 CohortAdmin.actions = [*CohortAdmin.actions, pause_sending, resume_sending, resend_failed, send_week_now]
 
 

@@ -2,6 +2,7 @@
 
 import datetime
 import uuid
+from typing import NamedTuple
 
 from django.conf import settings
 
@@ -289,3 +290,83 @@ def cohort_delivery_summary(cohort) -> dict:
         .select_related("learner").order_by("-updated_at")[:50]
     )
     return {"emails": summary, "failed": list(failed), "paused": cohort.sending_paused, "paused_reason": cohort.sending_paused_reason}
+
+
+# --- What each learner did with their weekly emails (the provider's tracking events) ------------
+
+
+class WeekActivity(NamedTuple):
+    """A learner's weekly emails in one round: the last week whose email was sent, delivered,
+    opened and clicked (None: none yet). From the ledger's first moments (scheduler/events.py):
+    an open implies a delivery, a click an open."""
+
+    last_sent_week: int | None
+    last_delivered_week: int | None
+    last_opened_week: int | None
+    last_clicked_week: int | None
+
+
+def learner_activity(learner_ids) -> dict[int, dict[int, WeekActivity]]:
+    """{learner id: {cohort id: WeekActivity}} for the learners given, over their weekly emails.
+    One query, aggregated in the database; learners with no weekly email are left out."""
+    from django.db.models import Max, Q
+
+    from scheduler.models import Delivery, EmailKind
+
+    rows = (
+        Delivery.objects.filter(learner_id__in=list(learner_ids), kind=EmailKind.WEEK)
+        .values("learner_id", "cohort_id")
+        .annotate(
+            sent=Max("week_number", filter=Q(status=Delivery.Status.SENT)),
+            delivered=Max("week_number", filter=Q(delivered_at__isnull=False)),
+            opened=Max("week_number", filter=Q(opened_at__isnull=False)),
+            clicked=Max("week_number", filter=Q(clicked_at__isnull=False)),
+        )
+        .order_by()
+    )
+    activity: dict[int, dict[int, WeekActivity]] = {}
+    for row in rows:
+        activity.setdefault(row["learner_id"], {})[row["cohort_id"]] = WeekActivity(
+            row["sent"], row["delivered"], row["opened"], row["clicked"]
+        )
+    return activity
+
+
+# How many of a learner's delivered weekly emails in a row, unopened, make them quiet.
+QUIET_AFTER_WEEKS = 3
+
+
+def learners_quiet(cohort, learner_ids=None, weeks: int = QUIET_AFTER_WEEKS) -> set[int]:
+    """The ids of the round's quiet learners (README, "Quiet learners"): none of the last `weeks`
+    weekly emails delivered to them was opened, and at least `weeks` were delivered (so the
+    round has sent that many). Only when the provider reports opens for the round at all (one
+    of its weekly emails was opened): otherwise open tracking is off, and nobody is quiet.
+
+    Put otherwise: the learner has at least `weeks` delivered weekly emails of weeks after the
+    last one they opened (or after none, if they never opened one). Two queries whatever the
+    round's size, the last opened week found per email through the ledger's unique index.
+    `learner_ids`: only among these (all the round's learners when None)."""
+    from django.db.models import Count, F, OuterRef, Subquery, Value
+    from django.db.models.functions import Coalesce
+
+    from scheduler.models import Delivery, EmailKind
+
+    weekly = Delivery.objects.filter(cohort=cohort, kind=EmailKind.WEEK)
+    if not weekly.filter(opened_at__isnull=False).exists():
+        return set()
+    last_opened = (
+        weekly.filter(learner_id=OuterRef("learner_id"), opened_at__isnull=False).order_by("-week_number").values("week_number")[:1]
+    )
+    delivered = weekly.filter(delivered_at__isnull=False)
+    if learner_ids is not None:
+        delivered = delivered.filter(learner_id__in=list(learner_ids))
+    unopened_in_a_row = (
+        delivered.alias(last_opened=Coalesce(Subquery(last_opened), Value(0)))
+        .filter(week_number__gt=F("last_opened"))
+        .values("learner_id")
+        .annotate(unopened=Count("pk"))
+        .filter(unopened__gte=weeks)
+        .order_by()
+        .values_list("learner_id", flat=True)
+    )
+    return set(unopened_in_a_row)

@@ -1,10 +1,13 @@
 """Organizers' side of signups: find learners, act on many at once, import a CSV file."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.http import Http404, HttpResponseNotAllowed
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -32,6 +35,7 @@ from signups.selectors import (
     cohort_enrollment_counts, cohort_member_counts, cohort_members_overview, courses_with_waitlist_size,
     learner_bulk_action_for_page, learner_ids_with_email, learner_import_for_page, learner_imports_recent,
 )
+from signups.suppressions import RestartRefused, learner_mail_restart, learner_mail_restart_problem
 
 
 class LearnerStatusFilter(admin.SimpleListFilter):
@@ -66,6 +70,29 @@ class LearnerStatusFilter(admin.SimpleListFilter):
                 return subscribed.filter(confirmed_at__isnull=False).exclude(current)
             case "unsubscribed":
                 return queryset.filter(unsubscribed_at__isnull=False)
+        return queryset
+
+
+class MailStoppedFilter(admin.SimpleListFilter):
+    """Why mail to a learner stopped; and those who fixed their address since, for whom an
+    organizer may restart it (learner_mail_restart_problem)."""
+
+    title = "mail stopped because"
+    parameter_name = "stopped"
+    FIXED = "fixed"
+
+    def lookups(self, request, model_admin):
+        reasons = [(reason.value, reason.label) for reason in Suppression.Reason if reason != Suppression.Reason.ERASED]
+        return [*reasons, (self.FIXED, "Address fixed: mail may be restarted")]
+
+    def queryset(self, request, queryset):
+        if self.value() == self.FIXED:
+            return queryset.filter(
+                unsubscribed_at__isnull=False, unsubscribed_reason__in=Suppression.LIFTABLE,
+                address_fixed_at__gte=F("unsubscribed_at"),
+            )
+        if self.value():
+            return queryset.filter(unsubscribed_at__isnull=False, unsubscribed_reason=self.value())
         return queryset
 
 
@@ -121,16 +148,41 @@ class LearnerImportForm(forms.Form):
         return upload
 
 
+@dataclass
+class LearnerPageSection:
+    """A part of the learner's admin page that another app contributes (the scheduler: what the
+    learner's weekly emails did). signups imports no app that uses it, so they register here.
+
+    `context(learner, user)` returns the template's context, or None to leave the section out
+    for this `user` (each section shows only what their permissions allow).
+    """
+
+    title: str
+    template: str
+    context: Callable
+
+
 @admin.register(Learner)
 class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
-    list_display = ["email", "first_name", "timezone", "experience", "current_cohort", "current_status", "confirmed_at", "unsubscribed_at"]
-    list_filter = [LearnerStatusFilter, CurrentCohortFilter, ("timezone", admin.AllValuesFieldListFilter), "experience"]
+    list_display = [
+        "email", "first_name", "timezone", "experience", "current_cohort", "current_status", "confirmed_at", "unsubscribed_at",
+        "mail_stopped",
+    ]
+    list_filter = [
+        LearnerStatusFilter, MailStoppedFilter, CurrentCohortFilter, ("timezone", admin.AllValuesFieldListFilter), "experience",
+    ]
     search_fields = ["email", "first_name"]
-    readonly_fields = ["email", "public_id", "confirmed_at", "confirmation_sent_at", "unsubscribed_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "email", "public_id", "confirmed_at", "confirmation_sent_at", "unsubscribed_at", "mail_stopped", "address_fixed_at",
+        "created_at", "updated_at",
+    ]
     fields = ["email", "first_name", "timezone", "experience", *readonly_fields[1:]]
     inlines = [EnrollmentInline]
-    actions = ["resend_confirmation", "move_to_cohort", "unsubscribe"]
+    actions = ["resend_confirmation", "move_to_cohort", "unsubscribe", "restart_mail"]
     change_list_template = "admin/signups/learner/change_list.html"
+    change_form_template = "admin/signups/learner/change_form.html"
+    # Filled by other apps at start-up (see LearnerPageSection); class-level on purpose.
+    page_sections: list[LearnerPageSection] = []
 
     def get_queryset(self, request):
         current = Enrollment.objects.filter(learner=OuterRef("pk"), status__in=Enrollment.CURRENT).order_by("-created_at")
@@ -153,8 +205,42 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
     def current_status(self, learner):
         return Enrollment.Status(learner.current_status_value).label if learner.current_status_value else "-"
 
+    @admin.display(description="mail stopped because", ordering="unsubscribed_reason")
+    def mail_stopped(self, learner):
+        if learner.unsubscribed_at is None:
+            return "-"
+        reason = learner.unsubscribed_reason
+        return Suppression.Reason(reason).label if reason in Suppression.Reason.values else "Unsubscribed"
+
     def has_add_permission(self, request):
         return False  # learners sign up themselves, or arrive through the import
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        learner = self.get_object(request, object_id)
+        extra_context = extra_context or {}
+        if learner is not None:
+            extra_context["restart_mail"] = {
+                "shown": learner.unsubscribed_at is not None and request.user.has_perm("signups.lift_suppression"),
+                "problem": learner_mail_restart_problem(learner),
+            }
+            extra_context["learner_sections"] = [
+                {"title": section.title, "template": section.template, **context}
+                for section in self.page_sections
+                if (context := section.context(learner, request.user)) is not None
+            ]
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def restart_mail_view(self, request, learner_id):
+        """The change page's "Restart mail" button: the action, for one learner."""
+        if not request.user.has_perm("signups.lift_suppression"):
+            raise PermissionDenied
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        learner = Learner.objects.filter(pk=learner_id).first()
+        if learner is None:
+            raise Http404
+        self._restart_mail(request, [learner])
+        return redirect("admin:signups_learner_change", learner.pk)
 
     # Their recent emails from the outbox, for those who may read it.
     def get_fields(self, request, obj=None):
@@ -233,6 +319,41 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
         changed = sum(services.learner_unsubscribe(learner, now=now) for learner in queryset)
         self.message_user(request, f"Unsubscribed {changed} learner{'s' if changed != 1 else ''}.")
 
+    @admin_action(permission="signups.lift_suppression", description="Restart mail (the learner fixed their bounced address)")
+    def restart_mail(self, request, queryset):
+        self._restart_mail(request, queryset.only("pk", "email"))
+
+    RESTART_REPORT_LIMIT = 50  # learners named in each part of the report
+
+    def _restart_mail(self, request, learners) -> None:
+        """Restart mail to each learner who fixed their bounced address (learner_mail_restart);
+        say who was restarted and, for each of the others, why not (a complaint never is)."""
+        now = timezone.now()
+        restarted, refused = [], []
+        for learner in learners:
+            try:
+                learner_mail_restart(learner.pk, now=now)
+            except RestartRefused as refusal:
+                refused.append((learner.email, str(refusal)))
+            else:
+                restarted.append(learner.email)
+        limit = self.RESTART_REPORT_LIMIT
+        if restarted:
+            more = f" and {len(restarted) - limit} more" if len(restarted) > limit else ""
+            self.message_user(
+                request, f"Restarted mail to {len(restarted)} learner{'s' if len(restarted) != 1 else ''}: {', '.join(restarted[:limit])}{more}."
+            )
+        if refused:
+            more = format_html("<li>and {} more</li>", len(refused) - limit) if len(refused) > limit else ""
+            self.message_user(
+                request,
+                format_html(
+                    "Not restarted: {} learner{}<ul>{}{}</ul>", len(refused), "s" if len(refused) != 1 else "",
+                    format_html_join("", "<li>{}: {}</li>", refused[:limit]), more,
+                ),
+                messages.WARNING,
+            )
+
     def _queued_when_many(self, request, queryset, kind, cohort=None) -> bool:
         """Over bulk_actions.INLINE_LIMIT learners the action is queued for a worker (a request
         that loops over thousands of learners outlives the server's timeout): say so, and where
@@ -258,6 +379,7 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
             path("import/<int:import_id>/apply/", view(self.import_apply_view), name="signups_learner_import_apply"),
             path("import/<int:import_id>/resume/", view(self.import_resume_view), name="signups_learner_import_resume"),
             path("actions/<int:job_id>/", view(self.bulk_action_view), name="signups_learner_bulk_action"),
+            path("<int:learner_id>/restart-mail/", view(self.restart_mail_view), name="signups_learner_restart_mail"),
             *super().get_urls(),
         ]
 
@@ -488,7 +610,11 @@ def reform_groups(modeladmin, request, queryset):
     for cohort in queryset:
         reform = cohort_groups_reform(cohort, now=timezone.now())
         dissolved = ", ".join(reform.dissolved) or "none"
-        modeladmin.message_user(request, f"{cohort}: moved {reform.moved} learners; groups merged away: {dissolved}.")
+        modeladmin.message_user(
+            request,
+            f"{cohort}: moved {reform.moved} learners; groups merged away: {dissolved}; "
+            f"{reform.quiet} quiet learner{'s' if reform.quiet != 1 else ''} not counted as active.",
+        )
 
 
 class GroupMembersInline(admin.TabularInline):

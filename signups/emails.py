@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 # A newer email of one of these replaces an older one still waiting to go: a person who signs up
 # twice while the provider is down gets one confirmation (the newest link), not a pile. Others
 # each say something of their own ("you joined the round") and are all sent.
-REPLACES_PENDING = frozenset({"confirmation", "manage_link"})
+REPLACES_PENDING = frozenset({"confirmation", "manage_link", "address_confirm"})
 
 # Publishing a task from a web request: one more try after a failure, not kombu's three (see
 # learner_email_enqueue; the email editor's test send uses it too).
@@ -100,17 +100,22 @@ def context_load(stored: dict) -> dict:
 # --- Queueing ---------------------------------------------------------------------------------
 
 
-def learner_email_queue(learner: Learner, template: str, context: dict, headers: dict | None, now: datetime.datetime) -> LearnerEmail:
+def learner_email_queue(
+    learner: Learner, template: str, context: dict, headers: dict | None, now: datetime.datetime, to: str = ""
+) -> LearnerEmail:
     """Write the email to the outbox, in the caller's transaction if any, and queue its task once
-    that commits (at once without one). An email of a template in REPLACES_PENDING takes the
-    place of the learner's email of that template still waiting to go, if any. Raises TypeError
+    that commits (at once without one). It goes to the learner's address as it is when sent, or
+    to `to` (only the link confirming a new address goes elsewhere). An email of a template in
+    REPLACES_PENDING takes the place of the learner's email of that template still waiting to go,
+    if any. Raises TypeError
     for a context that cannot be stored (context_store); never touches the provider, nor the
     broker before the commit."""
     stored = context_store(context)
     if template in REPLACES_PENDING:
         email_rows.rows_drop_pending(learner.pk, template)
     email = LearnerEmail.objects.create(
-        learner=learner, template=template, context=stored, headers=dict(headers or {}), next_attempt_at=now, queued_at=now
+        learner=learner, template=template, context=stored, headers=dict(headers or {}), next_attempt_at=now, queued_at=now,
+        to_email=to,
     )
     transaction.on_commit(lambda: learner_email_enqueue(email.pk))
     return email
@@ -197,7 +202,7 @@ def learner_email_send(email_id: int, now: datetime.datetime) -> SendOutcome:
     from signups.services import _render_and_send  # the services queue through this module
 
     try:
-        _render_and_send(learner, email.template, context, email.headers)
+        _render_and_send(learner, email.template, context, email.headers, email.to_email)
     except AnymailRecipientsRefused as refused:
         # Like a hard bounce: nothing more to this address until its owner signs up and
         # confirms again (signups/suppressions.py).

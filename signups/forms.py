@@ -70,3 +70,15 @@ class SignupForm(forms.Form):
 
     def clean_wants_group(self):
         return self.cleaned_data["wants_group"] == "yes"
+
+
+class AddressFixForm(forms.Form):
+    """On the learner's page, after their address failed: the address that works now."""
+
+    email = forms.EmailField(
+        label="Your email address", max_length=254,
+        help_text="The same one once your mailbox works again, or a new one: we send a link to a new one to confirm it.",
+    )
+
+    def clean_email(self):
+        return self.cleaned_data["email"].strip()

@@ -7,12 +7,19 @@ feed it the cohort's groupable learners, write its answer in bulk and keep the r
 - forming twice is refused (re-form instead); a learner confirmed after formation is placed
   at once, so nobody is left without a group;
 - every change to a cohort's groups happens with the cohort's row locked, one writer at a time.
+
+Re-forming counts only a group's *active* members when it decides the group is too small:
+quiet learners (README, "Quiet learners") keep their seat but do not count. Who is quiet is
+the scheduler's to say (its ledger knows what the provider reported), and signups never
+imports the scheduler: the scheduler registers its answer in QUIET_LEARNERS at start-up
+(scheduler/apps.py), and a caller may pass its own set instead.
 """
 
 import datetime
 import json
 import logging
 from collections import Counter, defaultdict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -67,14 +74,20 @@ def _candidates(enrollments, start_date: datetime.date) -> list[Candidate]:
     return [Candidate(pk, utc_offset_minutes(timezone_name, start_date), experience) for pk, timezone_name, experience in rows]
 
 
-def _members_by_group(cohort: Cohort) -> dict[int, list[Candidate]]:
+def _members_by_group(cohort: Cohort, quiet_learner_ids: Collection[int] = ()) -> tuple[dict[int, list[Candidate]], set[int]]:
+    """The current members of each of the cohort's groups, and the keys of those among them who
+    are quiet (their learner id in `quiet_learner_ids`)."""
     members: dict[int, list[Candidate]] = {group.pk: [] for group in study_groups_of(cohort)}
+    quiet_learner_ids = set(quiet_learner_ids)
+    quiet: set[int] = set()
     rows = _groupable(cohort).filter(group__in=list(members)).values_list(
-        "pk", "group_id", "learner__timezone", "learner__experience"
+        "pk", "group_id", "learner_id", "learner__timezone", "learner__experience"
     )
-    for pk, group_id, timezone_name, experience in rows:
+    for pk, group_id, learner_id, timezone_name, experience in rows:
         members[group_id].append(Candidate(pk, utc_offset_minutes(timezone_name, cohort.start_date), experience))
-    return members
+        if learner_id in quiet_learner_ids:
+            quiet.add(pk)
+    return members, quiet
 
 
 def _assign(enrollment_ids_by_group: dict[int, list[int]], now: datetime.datetime) -> None:
@@ -147,7 +160,7 @@ def enrollment_group_place(enrollment: Enrollment, now: datetime.datetime) -> St
         if not cohort_has_groups(cohort):
             return None
         offset = utc_offset_minutes(current.learner.timezone, cohort.start_date)
-        members = _members_by_group(cohort)
+        members, _ = _members_by_group(cohort)
         target = group_for_late_joiner(offset, {key: [m.utc_offset for m in group] for key, group in members.items()}, cohort.group_size_max)
         group = StudyGroup.objects.get(pk=target) if target else study_groups_create(cohort, [offset])[0]
         Enrollment.objects.filter(pk=current.pk).update(group=group, grouped_at=now)
@@ -155,23 +168,40 @@ def enrollment_group_place(enrollment: Enrollment, now: datetime.datetime) -> St
     return group
 
 
+# Who is quiet in a cohort, as learner ids: filled at start-up by the app that knows (the
+# scheduler registers scheduler.selectors.learners_quiet in its AppConfig.ready). Several
+# sources: a learner quiet by any of them is quiet.
+QUIET_LEARNERS: list[Callable[[Cohort], Collection[int]]] = []
+
+
+def cohort_quiet_learner_ids(cohort: Cohort) -> set[int]:
+    """The cohort's quiet learners by every registered source (none registered: nobody)."""
+    return set().union(*(source(cohort) for source in QUIET_LEARNERS))
+
+
 @dataclass
 class Reform:
     moved: int
     dissolved: list[str]
+    quiet: int = 0  # grouped learners who did not count as active
 
 
-def cohort_groups_reform(cohort: Cohort, now: datetime.datetime) -> Reform:
-    """Merge groups whose current members fell below the minimum into neighbours of their band.
+def cohort_groups_reform(cohort: Cohort, now: datetime.datetime, quiet_learner_ids: Collection[int] | None = None) -> Reform:
+    """Merge groups whose current active members fell below the minimum into neighbours of
+    their band. Quiet learners (`quiet_learner_ids`, by default cohort_quiet_learner_ids) do
+    not count as active, but keep their seat and move with their group.
 
     Everyone else stays where they are. Moved learners are marked (group_moved_at/from) so
     that their next weekly email tells them. Also places groupable learners who have no
     group yet. Transactional, with the cohort locked.
     """
+    if quiet_learner_ids is None:
+        quiet_learner_ids = cohort_quiet_learner_ids(cohort)  # reads the ledger: before the lock
     with transaction.atomic():
         cohort = cohort_lock(cohort.pk)
         groups = {group.pk: group for group in study_groups_of(cohort)}
-        moves, dissolved = groups_reform(_members_by_group(cohort), cohort.group_size_min, cohort.group_size_max)
+        members, quiet = _members_by_group(cohort, quiet_learner_ids)
+        moves, dissolved = groups_reform(members, cohort.group_size_min, cohort.group_size_max, quiet=quiet)
         by_target: dict[tuple[int, int], list[int]] = defaultdict(list)
         previous = dict(Enrollment.objects.filter(pk__in=list(moves)).values_list("pk", "group_id"))
         for enrollment_id, target in moves.items():
@@ -184,7 +214,7 @@ def cohort_groups_reform(cohort: Cohort, now: datetime.datetime) -> Reform:
         ungrouped = _groupable(cohort).exclude(group__in=[key for key in groups if key not in dissolved])
         for enrollment in ungrouped.select_related("learner"):
             enrollment_group_place(enrollment, now)
-    return Reform(moved=len(moves), dissolved=sorted(groups[key].name for key in dissolved))
+    return Reform(moved=len(moves), dissolved=sorted(groups[key].name for key in dissolved), quiet=len(quiet))
 
 
 class GroupName(NamedTuple):

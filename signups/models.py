@@ -217,6 +217,9 @@ class LearnerEmail(models.Model):
     # CASCADE: erasing a learner takes their unsent mail with it.
     learner = models.ForeignKey(Learner, on_delete=models.CASCADE, related_name="emails")
     template = models.CharField(max_length=100, help_text="templates/signups/email/<template>.txt, .html and _subject.txt")
+    # Empty: the learner's own address, as it is when sent. Set only for the one email that must
+    # reach another address: the link that confirms a new address the learner asked for.
+    to_email = models.EmailField(max_length=254, blank=True)
     context = models.JSONField(default=dict, blank=True)
     headers = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)

@@ -15,9 +15,13 @@ from cohorts.models import Cohort, Course
 from cohorts.selectors import (
     cohort_by_id, cohort_has_groups, cohort_next_weekly_email, cohort_week_number, cohorts_open_for_signup,
 )
-from signups.models import Enrollment, Learner, LearnerBulkAction, LearnerImport, email_digest, email_normalize
+from signups.models import (
+    Enrollment, Learner, LearnerBulkAction, LearnerEmail, LearnerImport, Suppression, email_digest, email_normalize,
+)
+from signups.suppressions import address_fix_problem
 from signups.tokens import (
-    CONFIRMATION_MAX_AGE, TokenInvalid, confirmation_token_read, learner_token_read, waitlist_invitation_token_read,
+    CONFIRMATION_MAX_AGE, TokenInvalid, address_change_token_read, confirmation_token_read, learner_token_read,
+    waitlist_invitation_token_read,
 )
 
 
@@ -326,6 +330,72 @@ def learner_today(learner: Learner, now: datetime.datetime) -> datetime.date:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         zone = datetime.UTC  # a name we no longer know (an old import, say): UTC is never far wrong
     return now.astimezone(zone).date()
+
+
+@dataclass(frozen=True)
+class MailStop:
+    """Why we send a learner nothing, as plain data for their own page.
+
+    kind: "unsubscribed" (they, or their mail provider for them, unsubscribed), "address_failed"
+    (the address refused or bounced our mail: `email` bounced on `stopped_on`), "complained"
+    (they marked one of our emails as spam). For "address_failed": `fixed_on`, the day they said
+    the address works again (or confirmed a new one), since it failed; `confirming`, a new
+    address we mailed a link to and that they have not confirmed yet.
+    """
+
+    kind: Literal["unsubscribed", "address_failed", "complained"]
+    email: str
+    stopped_on: datetime.date
+    fixed_on: datetime.date | None = None
+    confirming: str = ""
+
+
+def learner_mail_stop_overview(learner: Learner) -> MailStop | None:
+    """Why mail to the learner stopped (dates on their own calendar), or None when it has not."""
+    if learner.unsubscribed_at is None:
+        return None
+    stopped_on = learner_today(learner, learner.unsubscribed_at)
+    reason = learner.unsubscribed_reason
+    if reason == Suppression.Reason.COMPLAINED:
+        return MailStop("complained", learner.email, stopped_on)
+    if reason not in Suppression.LIFTABLE:
+        return MailStop("unsubscribed", learner.email, stopped_on)
+    fixed = learner.address_fixed_at is not None and learner.address_fixed_at >= learner.unsubscribed_at
+    if fixed:
+        return MailStop("address_failed", learner.email, stopped_on, fixed_on=learner_today(learner, learner.address_fixed_at))
+    confirming = (
+        LearnerEmail.objects.filter(learner=learner, template="address_confirm", created_at__gte=learner.unsubscribed_at)
+        .exclude(status=LearnerEmail.Status.FAILED)
+        .order_by("-created_at")
+        .values_list("to_email", flat=True)
+        .first()
+    )
+    return MailStop("address_failed", learner.email, stopped_on, confirming=confirming or "")
+
+
+@dataclass(frozen=True)
+class AddressChangeRequest:
+    """What an address change link asks, as its page shows it before the button is pressed."""
+
+    learner: Learner
+    new_email: str
+    already: bool  # the learner has this address already (the link was followed)
+    problem: str | None  # why it cannot be done (address_fix_problem), or None
+
+
+def address_change_from_token(token: str) -> AddressChangeRequest:
+    """The request an address change link names. Raises AddressChangeExpired or TokenInvalid
+    (also once the learner is erased, or their address changed since the link was sent)."""
+    change = address_change_token_read(token)
+    learner = Learner.objects.filter(public_id=change.learner_public_id).first()
+    if learner is None:
+        raise TokenInvalid
+    new_email = email_normalize(change.new_email)
+    if learner.email == new_email:
+        return AddressChangeRequest(learner, new_email, already=True, problem=None)
+    if email_digest(learner.email) != change.old_digest:
+        raise TokenInvalid
+    return AddressChangeRequest(learner, new_email, already=False, problem=address_fix_problem(learner))
 
 
 @dataclass(frozen=True)

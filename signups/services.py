@@ -78,7 +78,7 @@ def learner_email_headers(learner: Learner) -> dict[str, str]:
     return list_unsubscribe_headers(learner_links(learner)["unsubscribe"])
 
 
-def _send(learner: Learner, template: str, context: dict, headers: dict | None = None) -> None:
+def _send(learner: Learner, template: str, context: dict, headers: dict | None = None, to: str = "") -> None:
     """Put one of this app's emails in the outbox (signups/emails.py): written in the caller's
     transaction, if any, and handed to a worker once it commits, so the person sees "check your
     inbox" at once whatever the provider does. The worker retries failures; one that fails for
@@ -88,23 +88,25 @@ def _send(learner: Learner, template: str, context: dict, headers: dict | None =
     follows a change already committed, and tests, which never commit, see it sent (they run an
     on_commit callback only when it is registered outside the code's own blocks:
     mooc/testing/fixtures.py). `context` holds model instances (loaded again when the email is
-    sent) and plain JSON values; raises TypeError for anything else."""
+    sent) and plain JSON values; raises TypeError for anything else. `to`: another address than
+    the learner's (see emails.learner_email_queue)."""
     from django.utils import timezone
 
     from signups.emails import learner_email_queue  # that module renders through this one
 
-    learner_email_queue(learner, template, context, headers, now=timezone.now())
+    learner_email_queue(learner, template, context, headers, now=timezone.now(), to=to)
 
 
-def _render_and_send(learner: Learner, template: str, context: dict, headers: dict | None) -> None:
+def _render_and_send(learner: Learner, template: str, context: dict, headers: dict | None, to: str = "") -> None:
     """Render one of this app's emails and hand it to the provider, now: a worker's part (the
-    outbox's send, the waitlist's invitations), never a web request's."""
+    outbox's send, the waitlist's invitations), never a web request's. To the learner's address,
+    or to `to` when given."""
     context = {"learner": learner, "links": learner_links(learner), **context}
     subject = render_to_string(f"signups/email/{template}_subject.txt", context).strip()
     message = EmailMultiAlternatives(
         subject=" ".join(subject.split()),
         body=render_to_string(f"signups/email/{template}.txt", context),
-        to=[learner.email],
+        to=[to or learner.email],
         headers=headers or {},
     )
     message.attach_alternative(render_to_string(f"signups/email/{template}.html", context), "text/html")
@@ -452,16 +454,19 @@ def learner_unsubscribe(learner: Learner, now: datetime.datetime) -> bool:
     """Stop every email to this learner's address. Idempotent: False when already unsubscribed.
 
     Their current enrollments end too (LEFT): coming back means signing up and confirming again.
+    Mail stopped because the address failed becomes an unsubscribe (the person said no: no
+    organizer may restart it), keeping the moment it stopped.
     """
+    unsubscribed = Suppression.Reason.UNSUBSCRIBED
     with transaction.atomic():
         _learner_lock(learner.pk)  # an import or a move under way finishes first, and cannot undo this
         changed = Learner.objects.filter(pk=learner.pk, unsubscribed_at__isnull=True).update(
-            unsubscribed_at=now, unsubscribed_reason=Suppression.Reason.UNSUBSCRIBED
-        )
+            unsubscribed_at=now, unsubscribed_reason=unsubscribed
+        ) or Learner.objects.filter(pk=learner.pk, unsubscribed_reason__in=Suppression.LIFTABLE).update(unsubscribed_reason=unsubscribed)
         learner.enrollments.filter(status__in=Enrollment.CURRENT).update(status=Enrollment.Status.LEFT, ended_at=now)
-        Suppression.objects.get_or_create(
-            email_digest=email_digest(learner.email), defaults={"reason": Suppression.Reason.UNSUBSCRIBED}
-        )
+        digest = email_digest(learner.email)
+        Suppression.objects.filter(email_digest=digest, reason__in=Suppression.LIFTABLE).update(reason=unsubscribed)
+        Suppression.objects.get_or_create(email_digest=digest, defaults={"reason": unsubscribed})
     learner.unsubscribed_at = learner.unsubscribed_at or now
     return bool(changed)
 

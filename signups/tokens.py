@@ -8,10 +8,15 @@
   It carries no age of its own: it works while that round's signup is open, which the join
   page checks when it is opened (a round whose signup is extended keeps its invitations
   working; one that closed says so, rather than "expired").
+- An address change token names a learner (public id), the new address they asked for and a
+  digest of the address they had when they asked; it expires after 7 days. Sent to the new
+  address, it proves the learner can read mail there. The old address's digest makes it
+  worthless once the learner's address changed some other way.
 """
 
 import datetime
 import uuid
+from dataclasses import dataclass
 
 from django.core import signing
 
@@ -19,10 +24,16 @@ CONFIRMATION_MAX_AGE = datetime.timedelta(days=7)
 _CONFIRMATION_SALT = "signups.confirmation"
 _LEARNER_SALT = "signups.learner"
 _WAITLIST_SALT = "signups.waitlist"
+ADDRESS_CHANGE_MAX_AGE = datetime.timedelta(days=7)
+_ADDRESS_CHANGE_SALT = "signups.address-change"
 
 
 class TokenInvalid(Exception):
     """The token was forged, altered or truncated."""
+
+
+class AddressChangeExpired(Exception):
+    """An address change token that is genuine but older than ADDRESS_CHANGE_MAX_AGE."""
 
 
 class TokenExpired(Exception):
@@ -77,4 +88,29 @@ def waitlist_invitation_token_read(token: str) -> tuple[int, int]:
         payload = signing.loads(token, salt=_WAITLIST_SALT)
         return int(payload["enrollment"]), int(payload["cohort"])
     except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise TokenInvalid from None
+
+
+@dataclass(frozen=True)
+class AddressChange:
+    """What an address change token says: this learner asked, while their address had digest
+    `old_digest`, to have their mail sent to `new_email` from now on."""
+
+    learner_public_id: uuid.UUID
+    new_email: str
+    old_digest: str
+
+
+def address_change_token(public_id: uuid.UUID, new_email: str, old_digest: str) -> str:
+    return signing.dumps({"learner": str(public_id), "email": new_email, "from": old_digest}, salt=_ADDRESS_CHANGE_SALT)
+
+
+def address_change_token_read(token: str) -> AddressChange:
+    """The address change a token asks for. Raises AddressChangeExpired or TokenInvalid."""
+    try:
+        payload = signing.loads(token, salt=_ADDRESS_CHANGE_SALT, max_age=ADDRESS_CHANGE_MAX_AGE)
+        return AddressChange(uuid.UUID(payload["learner"]), str(payload["email"]), str(payload["from"]))
+    except signing.SignatureExpired:
+        raise AddressChangeExpired from None
+    except (signing.BadSignature, KeyError, TypeError, ValueError, AttributeError):
         raise TokenInvalid from None

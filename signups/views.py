@@ -20,15 +20,17 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cohorts.selectors import cohort_by_slug, course_featured
-from signups import services
-from signups.forms import SignupForm
+from signups import services, suppressions
+from signups.forms import AddressFixForm, SignupForm
 from signups.models import Enrollment, timezone_names
 from signups.selectors import (
-    cohorts_open_with_room, cohorts_to_switch_to, enrollment_current, enrollment_from_confirmation_token,
-    enrollment_learner_email, enrollment_overview, learner_from_token, learner_today, waitlist_invitation_from_token,
+    address_change_from_token, cohorts_open_with_room, cohorts_to_switch_to, enrollment_current,
+    enrollment_from_confirmation_token, enrollment_learner_email, enrollment_overview, learner_from_token,
+    learner_mail_stop_overview, learner_today, waitlist_invitation_from_token,
 )
 from signups.services import CohortFull, Signup, SignupRefused, WaitlistJoinRefused
-from signups.tokens import TokenExpired, TokenInvalid, learner_token
+from signups.suppressions import AddressFixRefused, AddressTaken
+from signups.tokens import AddressChangeExpired, TokenExpired, TokenInvalid, learner_token
 
 
 def client_ip(request) -> str:
@@ -105,7 +107,7 @@ def signup_sent(request):
     return render(request, "signups/signup_sent.html", {"waitlist": request.GET.get("waitlist") == "1"})
 
 
-def _token_problem(request, problem: str, resend_url: str, email: str = ""):
+def _token_problem(request, problem: str, resend_url: str = "", email: str = ""):
     context = {"problem": problem, "resend_url": resend_url, "email": email}
     return render(request, "signups/token_problem.html", context, status=400)
 
@@ -185,8 +187,69 @@ def manage(request, token):
         # The round as the learner lives it (their own date); signup windows go by the site's clock, as switching does.
         "overview": enrollment_overview(enrollment, learner_today(learner, now)) if enrollment else None,
         "switch_to": list(cohorts_to_switch_to(enrollment, now)) if enrollment else [],
+        "mail_stop": learner_mail_stop_overview(learner),
+        "address_form": AddressFixForm(initial={"email": learner.email}),
     }
     return render(request, "signups/manage.html", context)
+
+
+@never_cache
+@require_POST
+def manage_address_fix(request, token):
+    """"Fix your address", on the page of a learner whose address failed: the same address is
+    marked fixed at once; a new one gets a link to confirm it (through the outbox). Within the
+    signup limits, since it may send an email."""
+    learner, problem = _learner_or_problem(request, token)
+    if problem:
+        return problem
+    back = redirect(reverse("signups:manage", args=[token]) + "#mail")
+    form = AddressFixForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.errors["email"]))
+        return back
+    email = form.cleaned_data["email"]
+    if services.signup_rate_limited(client_ip(request), email):
+        messages.error(request, "You have asked for this too many times in the last hour: please try again in an hour.")
+        return back
+    try:
+        fix = suppressions.learner_address_fix(learner.pk, email, now=timezone.now())
+    except TokenInvalid:  # erased meanwhile
+        return _token_problem(request, "invalid", reverse("signups:manage-resend"))
+    except AddressFixRefused as refusal:
+        messages.error(request, str(refusal))
+        return back
+    if fix.same_address:
+        messages.success(request, "Thank you: we have told the organizers that your address works again. They will restart your emails.")
+    else:
+        messages.success(request, f"We have sent a link to {fix.email}: open it and press the button to use this address.")
+    return back
+
+
+def _address_change_problem(request, error: AddressChangeExpired | TokenInvalid):
+    if isinstance(error, AddressChangeExpired):
+        return _token_problem(request, "address_expired")
+    return _token_problem(request, "invalid", reverse("signups:manage-resend"))
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def address_change(request, token):
+    """The link mailed to a learner's new address. Only a POST changes the address; GET and HEAD
+    show one button: mail security scanners fetch every link in a message."""
+    try:
+        if request.method == "POST":
+            change = suppressions.learner_address_change(token, now=timezone.now())
+            return render(request, "signups/address_changed.html", {"learner": change.learner, "already": change.already})
+        asked = address_change_from_token(token)
+    except (AddressChangeExpired, TokenInvalid) as error:
+        return _address_change_problem(request, error)
+    except AddressFixRefused as refusal:
+        status = 409 if isinstance(refusal, AddressTaken) else 400
+        return render(request, "signups/address_change.html", {"problem": str(refusal)}, status=status)
+    if asked.already:
+        return render(request, "signups/address_changed.html", {"learner": asked.learner, "already": True})
+    context = {"new_email": asked.new_email, "problem": asked.problem}
+    return render(request, "signups/address_change.html", context, status=400 if asked.problem else 200)
 
 
 STATUS_CHANGE_MESSAGES = {  # (when done now, when it was done already)

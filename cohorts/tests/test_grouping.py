@@ -139,6 +139,35 @@ def test_reforming_merges_small_groups_and_keeps_the_others_in_place():
     assert len(merged) == 1  # the two small Asian groups became one
 
 
+def test_quiet_members_do_not_count_toward_a_groups_size_but_keep_their_seat():
+    groups = {
+        1: [Candidate(i, 60, "some") for i in range(8)],  # 8 members, 1 of them quiet: 7 active
+        2: [Candidate(100 + i, 60, "none") for i in range(7)],  # 7 members, 4 of them quiet: 3 active
+        3: [Candidate(200 + i, 60, "some") for i in range(6)],  # 6 members, all active
+    }
+    quiet = frozenset({100, 101, 102, 103, 0})
+
+    assert groups_reform(groups, minimum=6, maximum=14) == ({}, set())  # counting everyone, nobody is too few
+
+    moves, dissolved = groups_reform(groups, minimum=6, maximum=14, quiet=quiet)
+
+    # Group 2 has too few active members: all seven go to groups 1 and 3, which have room
+    # counted with their own quiet members; those groups stay as they are.
+    assert set(moves) == {100 + i for i in range(7)} and set(moves.values()) <= {1, 3}
+    assert dissolved == {2}
+
+
+def test_where_room_runs_out_the_quiet_members_are_left_behind():
+    groups = {
+        1: [Candidate(i, 60, "some") for i in range(12)],  # room for 2 more (maximum 14)
+        2: [Candidate(100 + i, 60, "none") for i in range(5)],  # 100 and 101 quiet
+    }
+
+    moves, dissolved = groups_reform(groups, minimum=6, maximum=14, quiet=frozenset({100, 101}))
+
+    assert set(moves) <= {102, 103, 104} and len(moves) == 2 and dissolved == set()
+
+
 def test_a_group_centre_lies_on_its_own_arc():
     assert group_centre_offset([780, 780, -660]) in (780, -660)
     assert group_centre_offset([-300, -300, -240]) == -300

@@ -23,8 +23,9 @@ from mooc.permissions import COURSE_EDITOR, ORGANIZER, ROLES, VIEWER, roles_sync
 from scheduler.models import Delivery, EmailKind, EmailTemplate
 from scheduler.services import template_version_save
 from signups.import_jobs import learner_import_apply, learner_import_preview
-from signups.models import Enrollment, Learner, LearnerEmail, LearnerImport
+from signups.models import Enrollment, Learner, LearnerEmail, LearnerImport, Suppression
 from signups.services import learner_links
+from signups.suppressions import learner_mail_stop
 from signups.tests.factories import EnrollmentFactory
 
 pytestmark = pytest.mark.django_db
@@ -60,7 +61,14 @@ def course_with_learners(clock):
     failed_email = LearnerEmail.objects.create(
         learner=learners[2].learner, template="manage_link", status=LearnerEmail.Status.FAILED, next_attempt_at=clock.now(),
     )
-    return {"cohort": cohort, "other": other, "learners": learners, "unconfirmed": unconfirmed, "failed_email": failed_email}
+    # In the other round (this one's counts stay twelve): her address bounced, and she fixed it.
+    bounced = EnrollmentFactory(cohort=other).learner
+    learner_mail_stop(bounced.pk, Suppression.Reason.BOUNCED, clock.now() - datetime.timedelta(days=1))
+    Learner.objects.filter(pk=bounced.pk).update(address_fixed_at=clock.now())
+    return {
+        "cohort": cohort, "other": other, "learners": learners, "unconfirmed": unconfirmed, "failed_email": failed_email,
+        "bounced": bounced,
+    }
 
 
 @dataclass
@@ -90,13 +98,14 @@ ACTIONS = [
     Action("signups/learner", "move_to_cohort", {"apply": "1", "cohort": "other"}, "learner",
            lambda data, _: Enrollment.objects.filter(learner=_learner_of(data), cohort=data["other"]).exists()),
     Action("signups/learner", "resend_confirmation", {}, "unconfirmed", lambda data, _: len(mail.outbox) == 1),
+    Action("signups/learner", "restart_mail", {}, "bounced", lambda data, _: not Learner.objects.get(pk=data["bounced"].pk).is_unsubscribed),
     Action("signups/learneremail", "send_again", {}, "failed_email", lambda data, _: len(mail.outbox) == 1),
 ]
 
 
 def _target(data, action: Action):
     return {"cohort": data["cohort"], "learner": _learner_of(data), "unconfirmed": data["unconfirmed"],
-            "failed_email": data["failed_email"]}[action.selected]
+            "failed_email": data["failed_email"], "bounced": data["bounced"]}[action.selected]
 
 
 def _offered(client, action: Action):
@@ -158,9 +167,10 @@ def test_each_action_is_offered_to_and_run_by_organizers_only(role, action, cour
 def test_nothing_changes_for_a_role_without_the_action_even_selecting_everything(course_with_learners):
     client = log_in(VIEWER)
     client.post(reverse("admin:signups_learner_changelist"), {"action": "unsubscribe", "select_across": "1", "index": "0", ACTION_CHECKBOX_NAME: ["1"]})
+    client.post(reverse("admin:signups_learner_changelist"), {"action": "restart_mail", "select_across": "1", "index": "0", ACTION_CHECKBOX_NAME: ["1"]})
     client.post(reverse("admin:cohorts_cohort_changelist"), {"action": "pause_sending", "select_across": "1", "index": "0", ACTION_CHECKBOX_NAME: ["1"]})
 
-    assert not Learner.objects.filter(unsubscribed_at__isnull=False).exists()
+    assert list(Learner.objects.filter(unsubscribed_at__isnull=False)) == [course_with_learners["bounced"]]  # still stopped
     assert not Cohort.objects.filter(sending_paused=True).exists()
 
 

@@ -157,6 +157,34 @@ def test_reforming_merges_shrunken_groups_and_tells_the_moved(next_cohort, clock
     assert [row.size for row in quality.groups] == [14] and quality.ungrouped == 0
 
 
+def test_reforming_does_not_count_quiet_learners_as_active(next_cohort, clock):
+    enroll(next_cohort, 20, "Europe/Lisbon")
+    cohort_groups_form(next_cohort, now=clock.now())
+    next_cohort.group_size_max = 20  # room for everyone in one group
+    next_cohort.save()
+    first, second = StudyGroup.objects.order_by("number")
+    second_members = list(Enrollment.objects.filter(group=second).order_by("pk"))
+    quiet = {enrollment.learner_id for enrollment in second_members[:5]}
+    assert len(second_members) == 10
+
+    assert cohort_groups_reform(next_cohort, now=clock.now(), quiet_learner_ids=set()).moved == 0  # all ten count
+
+    reform = cohort_groups_reform(next_cohort, now=clock.now(), quiet_learner_ids=quiet)
+
+    # Five active members are below the minimum (6): the group is merged away, quiet ones too.
+    assert (reform.moved, reform.dissolved, reform.quiet) == (10, ["Group 2"], 5)
+    assert Enrollment.objects.filter(group=first).count() == 20
+
+
+def test_with_no_source_of_quiet_learners_nobody_is_quiet(next_cohort, monkeypatch):
+    from signups import groups
+
+    monkeypatch.setattr(groups, "QUIET_LEARNERS", [])
+    assert groups.cohort_quiet_learner_ids(next_cohort) == set()
+    monkeypatch.setattr(groups, "QUIET_LEARNERS", [lambda cohort: {1, 2}, lambda cohort: [2, 3]])
+    assert groups.cohort_quiet_learner_ids(next_cohort) == {1, 2, 3}
+
+
 def test_the_import_of_confirmed_learners_places_them_when_groups_exist(next_cohort, clock):
     from signups.imports import learners_import
 

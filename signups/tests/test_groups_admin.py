@@ -59,7 +59,7 @@ def test_reform_from_the_admin(admin_client, next_cohort, clock):
         reverse("admin:cohorts_cohort_changelist"), {"action": "reform_groups", ACTION_CHECKBOX_NAME: [next_cohort.pk]}, follow=True
     )
 
-    assert "moved 4 learners; groups merged away: Group 2." in response.content.decode()
+    assert "moved 4 learners; groups merged away: Group 2; 0 quiet learners not counted as active." in response.content.decode()
 
 
 def test_the_command_prints_the_quality_report(next_cohort):

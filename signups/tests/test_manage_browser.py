@@ -45,3 +45,50 @@ def test_the_page_shows_the_group_and_fits_on_a_phone_and_a_laptop(page_at, live
     assert page.locator("#next").get_by_text(re.compile(r"Week \d+’s email (arrives on|is due today)")).is_visible()
     assert fits_width(page)
     assert violations == []
+
+
+@pytest.mark.parametrize("width", [PHONE_WIDTH, DESKTOP_WIDTH])
+def test_a_bounced_learner_fixes_their_address_from_their_page_and_the_link(page_at, live_server, settings, tmp_path, running_cohort, clock, width):
+    """On a phone and a laptop: the page says the address bounced, the fix form sends a link to
+    the new address (the development outbox), and only the button behind it changes the address."""
+    import email
+    import email.policy
+
+    from signups.models import Learner, Suppression
+    from signups.suppressions import learner_mail_stop
+
+    settings.SITE_URL = live_server.url
+    settings.EMAIL_BACKEND = "scheduler.outbox.OutboxEmailBackend"
+    settings.EMAIL_OUTBOX_DIR = outbox = tmp_path / "outbox"
+    old, new = "a.rather.long.address.that.bounced@old-mailbox.example.org", "hedy.new.address@new-mailbox.example.org"
+    hedy = EnrollmentFactory(cohort=running_cohort, learner__first_name="Hedy", learner__email=old).learner
+    learner_mail_stop(hedy.pk, Suppression.Reason.BOUNCED, clock.now())
+
+    page = page_at(width)
+    violations = csp_violations(page)
+    page.goto(learner_links(hedy)["manage"])
+    mail_section = page.locator("#mail")
+    mail_section.get_by_text(f"Emails to {old} bounced on", exact=False).wait_for()
+    assert page.get_by_role("heading", name="Fix your address").is_visible()
+    assert fits_width(page)
+
+    page.get_by_label("Your email address").fill(new)
+    page.get_by_role("button", name="Fix my address").click()
+    page.get_by_text(f"We have sent a link to {new}", exact=False).first.wait_for()
+    assert fits_width(page)
+
+    [message] = [email.message_from_bytes(path.read_bytes(), policy=email.policy.default) for path in outbox.glob("*.eml")]
+    assert message["To"] == new
+    link = re.search(r"http://\S+/address/\S+/", message.get_body(preferencelist=("plain",)).get_content()).group(0)
+    page.goto(link)
+    page.get_by_role("heading", name="Use your new address").wait_for()
+    assert Learner.objects.get(pk=hedy.pk).email == old  # opening the link changes nothing
+    assert fits_width(page)
+    page.get_by_role("button", name="Use this address").click()
+    page.get_by_role("heading", name="Your address is changed").wait_for()
+    assert page.get_by_text("We've told the organizers; they will restart your emails.").is_visible()
+    assert fits_width(page)
+
+    learner = Learner.objects.get(pk=hedy.pk)
+    assert learner.email == new and learner.address_fixed_at is not None and learner.is_unsubscribed
+    assert violations == []

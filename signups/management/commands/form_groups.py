@@ -22,7 +22,10 @@ class Command(BaseCommand):
             raise CommandError(f"There is no cohort with the slug {cohort_slug!r}.")
         if reform:
             result = cohort_groups_reform(cohort, now=timezone.now())
-            self.stdout.write(f"Re-formed: moved {result.moved} learners; merged away: {', '.join(result.dissolved) or 'none'}.")
+            self.stdout.write(
+                f"Re-formed: moved {result.moved} learners; merged away: {', '.join(result.dissolved) or 'none'}; "
+                f"{result.quiet} quiet learners not counted as active."
+            )
             quality = cohort_groups_quality(cohort)
         else:
             try:
