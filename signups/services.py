@@ -501,6 +501,7 @@ def learner_data_export(learner: Learner) -> dict:
         "confirmed_at": moment(learner.confirmed_at),
         "unsubscribed_at": moment(learner.unsubscribed_at),
         "unsubscribed_reason": learner.unsubscribed_reason or None,
+        "address_fixed_at": moment(learner.address_fixed_at),
         "enrollments": [
             {
                 "course": enrollment.course.title,
