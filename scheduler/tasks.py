@@ -77,3 +77,17 @@ def tracking_events_apply() -> None:
             break
     if total:
         logger.info("Applied %d tracking events", total)
+
+
+@shared_task
+def tracking_events_simulate(cohort_ids: list[int], seed: int = 1) -> None:
+    """The cohort admin's "Simulate tracking events" (development outbox only)."""
+    from scheduler.simulation import SimulationRefused
+    from scheduler.simulation import tracking_events_simulate as simulate
+
+    try:
+        report = simulate(timezone.now(), cohort_ids, seed=seed)
+    except SimulationRefused as error:
+        logger.warning("Simulated tracking events refused: %s", error)
+        return
+    logger.info("Simulated tracking events: %s", report)
