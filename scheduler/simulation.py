@@ -148,9 +148,13 @@ def _authorization() -> dict[str, str]:
     return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(str(secret).encode()).decode()}
 
 
-def tracking_events_simulate(now: datetime.datetime, cohort_ids: list[int] | None = None, seed: int = 1, rates: Rates = Rates()) -> SimulationReport:
+def tracking_events_simulate(
+    now: datetime.datetime, cohort_ids: list[int] | None = None, seed: int = 1, rates: Rates = Rates(),
+    since: datetime.datetime | None = None,
+) -> SimulationReport:
     """Post the made-up tracking events of the outbox's emails (of these cohorts; all when None)
-    whose moment has come through the Postmark webhook view, then apply every stored event.
+    whose moment has come (after `since`, when a caller posted those up to it already) through
+    the Postmark webhook view, then apply every stored event.
     Idempotent for a seed; deterministic. Raises SimulationRefused unless EMAIL_BACKEND is the
     development outbox, ValueError for rates that do not add up (Rates.check)."""
     if not simulation_allowed():
@@ -171,6 +175,8 @@ def tracking_events_simulate(now: datetime.datetime, cohort_ids: list[int] | Non
             for moment, payload in email_events(row, rates, seed):
                 if moment > now:
                     report.not_yet += 1
+                    continue
+                if since is not None and moment <= since:
                     continue
                 request = requests.post(f"/anymail/{ESP}/tracking/", data=json.dumps(payload), content_type="application/json", **headers)
                 response = view(request)
