@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 run: $(INSTALLED) .env
 	$(BIN)/python manage.py migrate --no-input
-	$(BIN)/python manage.py load_demo
+	$(BIN)/python manage.py load_demo --with-history
 	$(BIN)/python manage.py dev_admin
 	@echo "Starting web (http://127.0.0.1:8000), the workers and beat; Ctrl-C stops them all."
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho -f Procfile.dev start

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 from types import SimpleNamespace
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -14,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from jinja2 import TemplateError
+from kombu.exceptions import OperationalError
 from django.utils import timezone
 
 from cohorts.admin import CohortAdmin, CohortPageSection, action_form_response
@@ -30,6 +32,8 @@ from scheduler.services import (
     TestSendNotQueued, delivery_header, email_render, email_test_queue, template_restore, template_version_save,
 )
 from signups.admin import LearnerAdmin, LearnerPageSection
+from scheduler.simulation import simulation_allowed
+from signups.emails import ENQUEUE_RETRY_POLICY
 from signups.selectors import learner_ids_with_email
 from scheduler.templating import FILTERS, LIMITS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
 
@@ -298,6 +302,29 @@ def send_week_now(modeladmin, request, queryset):
     )
 
 
+@admin_action(permission="scheduler.simulate_events", description="Simulate tracking events (development outbox only)")
+def simulate_events(modeladmin, request, queryset):
+    """A worker makes them up (scheduler/simulation.py): hundreds of webhook posts are no work for a request."""
+    from scheduler.tasks import tracking_events_simulate as simulate_task
+
+    if not simulation_allowed():
+        modeladmin.message_user(
+            request, f"Not simulated: the site sends with {settings.EMAIL_BACKEND}, not the development outbox; "
+            "made-up bounces would stop real learners' mail.", messages.ERROR,
+        )
+        return
+    cohort_ids = sorted(queryset.values_list("pk", flat=True))
+    try:
+        simulate_task.apply_async(args=[cohort_ids], retry_policy=ENQUEUE_RETRY_POLICY)
+    except (OperationalError, OSError) as error:
+        modeladmin.message_user(request, f"Not simulated: the task queue is unreachable ({error}).", messages.ERROR)
+        return
+    modeladmin.message_user(
+        request, f"A worker is making up the tracking events of the outbox's emails for {len(cohort_ids)} "
+        f"cohort{'s' if len(cohort_ids) != 1 else ''}: they show within a minute.",
+    )
+
+
 CohortAdmin.page_sections.append(CohortPageSection("Emails sent", "admin/scheduler/cohort_deliveries.html", cohort_deliveries_section))
 
 
@@ -327,7 +354,7 @@ def learner_activity_section(learner, user) -> dict | None:
 LearnerAdmin.page_sections.append(
     LearnerPageSection("Weekly emails: what the provider reported", "admin/scheduler/learner_activity.html", learner_activity_section)
 )
-CohortAdmin.actions = [*CohortAdmin.actions, pause_sending, resume_sending, resend_failed, send_week_now]
+CohortAdmin.actions = [*CohortAdmin.actions, pause_sending, resume_sending, resend_failed, send_week_now, simulate_events]
 
 
 @admin.register(Delivery)

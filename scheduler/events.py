@@ -20,15 +20,17 @@
     An event about an address the learner no longer has suppresses that address only.
 """
 
+import contextlib
 import datetime
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Min, OuterRef, Q, Subquery
 from kombu.exceptions import OperationalError
 
@@ -110,40 +112,75 @@ def _detail(event) -> str:
 
 def tracking_events_store(esp: str, events, now: datetime.datetime) -> StoreReport:
     """Store a webhook's events once each and ask a worker to apply them (after the commit).
-    Transactional; a fixed number of queries whatever the number of events."""
+    Transactional; a fixed number of queries whatever the number of events: for events that
+    name their email (our metadata, or the provider's message id), one SELECT and one INSERT,
+    the INSERT its own transaction unless the caller holds one (an ESP posting one event per
+    request, as Postmark does, pays for little else)."""
     report = StoreReport(received=len(events))
     if not events:
         return report
+    rows = {}  # one per key, also within the batch
+    for row in _events_resolve(esp, events, now):
+        rows.setdefault(row.event_key, row)
+    fresh = _rows_insert_new(list(rows.values()))
+    report.stored = len(fresh)
+    report.orphaned = sum(1 for row in fresh if row.learner_id is None)
+    if fresh:
+        transaction.on_commit(tracking_events_apply_soon)  # after our statement: with the caller's commit, if any
+    if report.orphaned:
+        logger.info("%s: %d tracking events for no email or learner of ours (stored as orphaned)", esp, report.orphaned)
+    return report
+
+
+def _same_learner(metadata_learner, public_id) -> bool:
+    try:
+        return uuid.UUID(str(metadata_learner)) == public_id
+    except ValueError:
+        return False
+
+
+def _events_resolve(esp: str, events, now: datetime.datetime) -> list[TrackingEvent]:
+    """The events as unsaved rows, each with its email and learner where we find them: the
+    metadata's delivery (believed only if the metadata's learner, when it names one, is that
+    email's learner: a staging site sending through the same account numbers its rows too), else
+    the provider's message id; failing both, the learner by the metadata's public id, else by the
+    recipient's address (a second query, only for such events)."""
     metadata = [_metadata(event) for event in events]
     delivery_ids = {number for data in metadata if (number := _delivery_id(data.get("delivery")))}
     message_ids = {str(event.message_id)[:255] for event in events if event.message_id}
     deliveries = list(
         Delivery.objects.filter(Q(pk__in=delivery_ids) | Q(provider_message_id__in=message_ids))
-        .values_list("pk", "learner_id", "provider_message_id")
+        .order_by().values_list("pk", "learner_id", "learner__public_id", "provider_message_id")
     ) if delivery_ids or message_ids else []
-    by_pk = {pk: learner_id for pk, learner_id, _ in deliveries}
-    by_message_id = {message_id: (pk, learner_id) for pk, learner_id, message_id in deliveries if message_id}
+    by_pk = {pk: (learner_id, public_id) for pk, learner_id, public_id, _ in deliveries}
+    by_message_id = {message_id: (pk, learner_id) for pk, learner_id, _, message_id in deliveries if message_id}
+
+    found: list[tuple[int | None, int | None]] = []
+    for event, data in zip(events, metadata):
+        delivery_id, learner_id = _delivery_id(data.get("delivery")), None
+        if delivery_id in by_pk and ("learner" not in data or _same_learner(data["learner"], by_pk[delivery_id][1])):
+            learner_id = by_pk[delivery_id][0]
+        elif event.message_id and str(event.message_id)[:255] in by_message_id:
+            delivery_id, learner_id = by_message_id[str(event.message_id)[:255]]
+        else:
+            delivery_id = None
+        found.append((delivery_id, learner_id))
+
+    unresolved = [(event, data) for (delivery_id, _), event, data in zip(found, events, metadata) if delivery_id is None]
     learners = learners_by_public_id_or_email(
-        {data.get("learner") for data in metadata if data.get("learner")}, {event.recipient for event in events if event.recipient}
-    )
+        {data.get("learner") for _, data in unresolved if data.get("learner")},
+        {event.recipient for event, _ in unresolved if event.recipient},
+    ) if unresolved else []
     learner_by_public_id = {public_id: pk for pk, public_id, _ in learners}
     learner_by_email = {email: pk for pk, _, email in learners}
 
     rows = []
-    for event, data in zip(events, metadata):
+    for (delivery_id, learner_id), event, data in zip(found, events, metadata):
+        if delivery_id is None:
+            learner_id = learner_by_public_id.get(str(data.get("learner", "")))
+            if learner_id is None and event.recipient:
+                learner_id = learner_by_email.get(event.recipient.strip().lower())
         digest = email_digest(event.recipient) if event.recipient else ""
-        learner_id = learner_by_public_id.get(str(data.get("learner", "")))
-        delivery_id = _delivery_id(data.get("delivery"))
-        # The metadata's delivery counts only if its learner agrees: a staging site sending
-        # through the same account numbers its rows too.
-        if delivery_id not in by_pk or (learner_id is not None and by_pk[delivery_id] != learner_id):
-            delivery_id = None
-        if delivery_id is None and event.message_id and str(event.message_id)[:255] in by_message_id:
-            delivery_id, learner_id = by_message_id[str(event.message_id)[:255]]
-        if delivery_id is not None:
-            learner_id = by_pk.get(delivery_id, learner_id)
-        if learner_id is None and event.recipient:
-            learner_id = learner_by_email.get(event.recipient.strip().lower())
         rows.append(TrackingEvent(
             esp=esp, event_key=_event_key(event, digest),
             event_type=event.event_type if event.event_type in Type.values else Type.UNKNOWN,
@@ -151,18 +188,35 @@ def tracking_events_store(esp: str, events, now: datetime.datetime) -> StoreRepo
             message_id=str(event.message_id or "")[:255], recipient_digest=digest,
             delivery_id=delivery_id, learner_id=learner_id, detail=_detail(event),
         ))
-    with transaction.atomic():
-        keys = [row.event_key for row in rows]
-        known = set(TrackingEvent.objects.filter(esp=esp, event_key__in=keys).values_list("event_key", flat=True))
-        fresh = {row.event_key: row for row in rows if row.event_key not in known}  # one per key, also within the batch
-        TrackingEvent.objects.bulk_create(fresh.values(), ignore_conflicts=True)
-        report.stored = len(fresh)
-        report.orphaned = sum(1 for row in fresh.values() if row.learner_id is None)
-    if fresh:
-        transaction.on_commit(tracking_events_apply_soon)  # after our block: with the caller's commit, if any
-    if report.orphaned:
-        logger.info("%s: %d tracking events for no email or learner of ours (stored as orphaned)", esp, report.orphaned)
-    return report
+    return rows
+
+
+_INSERTED_FIELDS = [field for field in TrackingEvent._meta.concrete_fields if not field.primary_key]
+INSERT_BATCH = 500  # rows per INSERT statement (12 parameters each)
+
+
+def _rows_insert_new(rows: list[TrackingEvent]) -> list[TrackingEvent]:
+    """Insert the rows whose (esp, event_key) is not stored yet; return those. One
+    INSERT ... ON CONFLICT DO NOTHING RETURNING per INSERT_BATCH rows: the database says which
+    were new, also when another request stores the same event at the same moment."""
+    if not rows:
+        return []
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in _INSERTED_FIELDS)
+    one_row = "(" + ", ".join(["%s"] * len(_INSERTED_FIELDS)) + ")"
+    new_keys = set()
+    with transaction.atomic() if len(rows) > INSERT_BATCH else contextlib.nullcontext():
+        for start in range(0, len(rows), INSERT_BATCH):
+            batch = rows[start : start + INSERT_BATCH]
+            sql = (
+                f"INSERT INTO {quote(TrackingEvent._meta.db_table)} ({columns}) VALUES {', '.join([one_row] * len(batch))}"
+                f" ON CONFLICT DO NOTHING RETURNING {quote('event_key')}"
+            )
+            params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in batch for field in _INSERTED_FIELDS]
+            with connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                new_keys.update(key for (key,) in cursor.fetchall())
+    return [row for row in rows if row.event_key in new_keys]
 
 
 def tracking_events_apply_soon() -> None:

@@ -164,6 +164,8 @@ class Delivery(models.Model):
         permissions = [
             ("send_week_now", "Can send a week of a cohort now"),
             ("resend_failed", "Can resend failed emails"),
+            # Granted to no role: superusers, on a development site (scheduler/simulation.py).
+            ("simulate_events", "Can simulate tracking events (development outbox only)"),
         ]
         ordering = ["due_at", "pk"]
         constraints = [

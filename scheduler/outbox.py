@@ -5,6 +5,7 @@ files back and shows each message as a learner's mail client would.
 """
 
 import email
+import email.parser
 import email.policy
 import os
 import re
@@ -17,6 +18,8 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 
 MESSAGE_FILE_NAME = re.compile(r"^[0-9TZ.-]+-[0-9a-f]{12}\.eml$")
+# The EMAIL_BACKEND of development: what sends to the outbox (and what the simulated events need).
+OUTBOX_BACKEND = "scheduler.outbox.OutboxEmailBackend"
 
 
 def outbox_dir() -> Path:
@@ -88,6 +91,27 @@ def outbox_messages(limit: int = 200) -> list[OutboxMessage]:
         return []
     names = sorted((entry.name for entry in os.scandir(folder) if MESSAGE_FILE_NAME.match(entry.name)), reverse=True)
     return [_read(folder / name, with_body=False) for name in names[:limit]]
+
+
+def outbox_delivery_ids() -> set[int]:
+    """The ledger ids of the course emails the outbox received: each file's X-Mooc-Delivery
+    header (scheduler.services.delivery_header); test sends and learners' own emails name none.
+    Reads only each file's headers."""
+    from scheduler.services import delivery_header_id  # services send through this backend
+
+    folder = outbox_dir()
+    if not folder.is_dir():
+        return set()
+    parser = email.parser.BytesHeaderParser(policy=email.policy.default)
+    ids = set()
+    for entry in os.scandir(folder):
+        if not MESSAGE_FILE_NAME.match(entry.name):
+            continue
+        with open(entry.path, "rb") as message_file:
+            header = parser.parse(message_file).get("X-Mooc-Delivery")
+        if header is not None and (number := delivery_header_id(str(header))) is not None:
+            ids.add(number)
+    return ids
 
 
 def outbox_message_path(name: str) -> Path | None:

@@ -1,6 +1,7 @@
 """Verbs of the scheduler."""
 
 import datetime
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,15 @@ def email_render(version, context: dict, delivery: str) -> RenderedEmail:
 def delivery_header(kind: str, cohort_slug: str | None, week_number: int, delivery_id) -> str:
     """The X-Mooc-Delivery header: `<kind>; cohort=<slug>; week=<n>; id=<ledger id>`."""
     return f"{kind}; cohort={cohort_slug or '-'}; week={week_number}; id={delivery_id}"
+
+
+_DELIVERY_HEADER_ID = re.compile(r"(?:^|;)\s*id=(\d{1,18})\s*$")
+
+
+def delivery_header_id(header: str) -> int | None:
+    """The ledger id an X-Mooc-Delivery header names (delivery_header), or None (a test send's `test`)."""
+    match = _DELIVERY_HEADER_ID.search(header or "")
+    return int(match.group(1)) if match else None
 
 
 class TestSendNotQueued(Exception):

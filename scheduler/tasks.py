@@ -105,3 +105,17 @@ def sns_subscription_confirm(self, message: dict) -> None:
         logger.error("SNS subscription to %s not confirmed: %s", topic, error)
         return
     logger.info("SNS subscription to %s confirmed", topic)
+
+
+@shared_task
+def tracking_events_simulate(cohort_ids: list[int], seed: int = 1) -> None:
+    """The cohort admin's "Simulate tracking events" (development outbox only)."""
+    from scheduler.simulation import SimulationRefused
+    from scheduler.simulation import tracking_events_simulate as simulate
+
+    try:
+        report = simulate(timezone.now(), cohort_ids, seed=seed)
+    except SimulationRefused as error:
+        logger.warning("Simulated tracking events refused: %s", error)
+        return
+    logger.info("Simulated tracking events: %s", report)

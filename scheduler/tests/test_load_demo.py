@@ -32,3 +32,39 @@ def test_every_week_and_every_other_email_has_a_default():
     }
     assert all(template.current_version is not None for template in EmailTemplate.objects.all())
     assert weeks.get(week_number=6).current_version.subject == "Week 6: let the projects begin!"
+
+
+@pytest.mark.clock("2026-11-25T15:00:00Z")
+def test_with_history_the_running_round_has_learners_emails_and_events_once(settings, tmp_path, monkeypatch):
+    from scheduler import demo
+    from scheduler.models import Delivery, TrackingEvent
+    from scheduler.outbox import OUTBOX_BACKEND
+
+    settings.EMAIL_BACKEND, settings.EMAIL_OUTBOX_DIR, settings.EMAIL_SEND_RATE_PER_SECOND = OUTBOX_BACKEND, tmp_path, 0
+    monkeypatch.setattr(demo, "DEMO_LEARNERS", 12)
+    first = StringIO()
+    call_command("load_demo", "--with-history", stdout=first)
+
+    assert "History of gentle-python-round-1: 12 learners" in first.getvalue()
+    weeks = set(Delivery.objects.filter(kind=EmailKind.WEEK, status="sent").values_list("week_number", flat=True))
+    assert weeks == {1, 2}  # the round started two weeks ago
+    assert not Delivery.objects.filter(cohort__slug="gentle-python-round-2").exists()
+    assert Delivery.objects.filter(delivered_at__isnull=False).exists() and Delivery.objects.filter(opened_at__isnull=False).exists()
+    events = TrackingEvent.objects.count()
+    assert events and not TrackingEvent.objects.filter(applied_at__isnull=True).exists()
+
+    again = StringIO()
+    call_command("load_demo", "--with-history", stdout=again)
+    call_command("simulate_events", stdout=again)  # the history's events are the command's: nothing new
+    assert "it has learners already, kept" in again.getvalue() and "new: 0" in again.getvalue()
+    assert TrackingEvent.objects.count() == events
+
+
+def test_without_the_outbox_no_history_is_made(settings):
+    from signups.models import Enrollment
+
+    settings.EMAIL_BACKEND = "mooc.testing.providers.ScriptedAnymailBackend"
+    output = StringIO()
+    call_command("load_demo", "--with-history", stdout=output)
+    assert "History of gentle-python-round-1: not made" in output.getvalue()
+    assert not Enrollment.objects.exists()
