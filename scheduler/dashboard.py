@@ -301,7 +301,7 @@ def _suppressions(cohort: Cohort) -> list[SuppressionCount]:
 def orphaned_events_count(since: datetime.datetime) -> int:
     """Tracking events received since `since` that found neither an email nor a learner of ours.
     One query, on the partial index tracking_event_orphaned."""
-    return TrackingEvent.objects.filter(learner__isnull=True, received_at__gte=since).count()
+    return TrackingEvent.objects.filter(learner__isnull=True, applied_at__isnull=False, received_at__gte=since).count()
 
 
 def cohort_dashboard(cohort: Cohort, now: datetime.datetime) -> CohortDashboard:

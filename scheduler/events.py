@@ -1,15 +1,17 @@
 """The provider talks back: its tracking events, stored once, then applied by a worker.
 
 - **Store** (the webhook's request, scheduler/webhooks.py): each Anymail tracking event becomes
-  one TrackingEvent row, keyed by (esp, event_key), inserted with ON CONFLICT DO NOTHING, so a
-  webhook sent again or a payload replayed changes nothing. The event finds its email through its
-  metadata (`delivery`, checked against `learner`), else the provider's message id; its learner
-  through the metadata's `learner` (the outbox's emails carry it too), else the recipient's
-  address. Neither: the event is kept as orphaned. A few queries per request, whatever its size;
-  then a worker is asked to apply what arrived (at most one task queued per APPLY_DEBOUNCE).
+  one TrackingEvent row as it came (its metadata, message id, recipient), keyed by (esp,
+  event_key), in one INSERT ... ON CONFLICT DO NOTHING: a webhook sent again or a payload
+  replayed changes nothing. No lookup in the request; then a worker is asked to apply what
+  arrived (at most one task queued per APPLY_DEBOUNCE).
 - **Apply** (`tracking_events_apply`, a Celery task; beat runs it every minute as well, for
   anything a lost task left): in batches, each one transaction over its locked events
   (SKIP LOCKED: two workers share the work):
+  - each event finds its email through its metadata (`delivery`, believed only when its `learner`
+    agrees), else the provider's message id; its learner through the metadata's `learner` (the
+    outbox's emails carry it too), else the recipient's address, which is then forgotten (the
+    digest stays). Neither: the event is kept as orphaned;
   - the email's row records the first delivered, opened, clicked and bounced moments (an open
     implies a delivery, a click an open), the numbers the dashboard counts;
   - a row left FAILED as *ambiguous* (a crash or timeout during the provider call) that the
@@ -27,6 +29,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from django.conf import settings
 from django.core.cache import cache
@@ -37,7 +40,7 @@ from kombu.exceptions import OperationalError
 from scheduler import ledger
 from scheduler.bounces import event_refusal
 from scheduler.models import Delivery, TrackingEvent
-from signups.models import Suppression, email_digest
+from signups.models import Suppression, email_digest, email_normalize
 from signups.selectors import learner_email_digests, learners_by_public_id_or_email
 from signups.suppressions import address_suppress, learner_mail_stop
 
@@ -78,7 +81,7 @@ _STOP_REASONS = {
 class StoreReport:
     received: int = 0
     stored: int = 0  # new; the rest were stored before (sent again, or replayed)
-    orphaned: int = 0  # of the new ones: no email or learner of ours
+    stored_keys: list[str] = dataclass_field(default_factory=list)
 
 
 def _event_key(event, recipient_digest: str) -> str:
@@ -111,43 +114,60 @@ def _detail(event) -> str:
 
 
 def tracking_events_store(esp: str, events, now: datetime.datetime) -> StoreReport:
-    """Store a webhook's events once each and ask a worker to apply them (after the commit).
-    Transactional; a fixed number of queries whatever the number of events: for events that
-    name their email (our metadata, or the provider's message id), one SELECT and one INSERT,
-    the INSERT its own transaction unless the caller holds one (an ESP posting one event per
-    request, as Postmark does, pays for little else)."""
+    """Store a webhook's events once each, as they came, and ask a worker to apply them (after
+    the commit). One INSERT per INSERT_BATCH events and no lookup: finding each event's email and
+    learner is the worker's (`tracking_events_apply`), so an ESP posting one event per request,
+    as most do, costs the request one statement. Its own transaction unless the caller holds one."""
     report = StoreReport(received=len(events))
     if not events:
         return report
     rows = {}  # one per key, also within the batch
-    for row in _events_resolve(esp, events, now):
+    for event in events:
+        row = _row_as_received(esp, event, now)
         rows.setdefault(row.event_key, row)
     fresh = _rows_insert_new(list(rows.values()))
     report.stored = len(fresh)
-    report.orphaned = sum(1 for row in fresh if row.learner_id is None)
+    report.stored_keys = [row.event_key for row in fresh]
     if fresh:
         transaction.on_commit(tracking_events_apply_soon)  # after our statement: with the caller's commit, if any
-    if report.orphaned:
-        logger.info("%s: %d tracking events for no email or learner of ours (stored as orphaned)", esp, report.orphaned)
     return report
 
 
-def _same_learner(metadata_learner, public_id) -> bool:
+def _metadata_learner(value) -> uuid.UUID | None:
     try:
-        return uuid.UUID(str(metadata_learner)) == public_id
+        return uuid.UUID(str(value)) if value else None
     except ValueError:
-        return False
+        return None
 
 
-def _events_resolve(esp: str, events, now: datetime.datetime) -> list[TrackingEvent]:
-    """The events as unsaved rows, each with its email and learner where we find them: the
+def _row_as_received(esp: str, event, now: datetime.datetime) -> TrackingEvent:
+    data = _metadata(event)
+    recipient = email_normalize(event.recipient) if event.recipient else ""
+    digest = email_digest(recipient) if recipient else ""
+    return TrackingEvent(
+        esp=esp, event_key=_event_key(event, digest),
+        event_type=event.event_type if event.event_type in Type.values else Type.UNKNOWN,
+        refusal=event_refusal(esp, event), occurred_at=event.timestamp or now, received_at=now,
+        message_id=str(event.message_id or "")[:255], recipient_digest=digest,
+        recipient=recipient if len(recipient) <= 254 else "",
+        metadata_delivery=_delivery_id(data.get("delivery")), metadata_learner=_metadata_learner(data.get("learner")),
+        detail=_detail(event),
+    )
+
+
+def tracking_events_orphaned(esp: str, keys) -> int:
+    """How many of these stored events, once applied, found neither an email nor a learner of ours."""
+    return TrackingEvent.objects.filter(esp=esp, event_key__in=list(keys), applied_at__isnull=False, learner__isnull=True).count()
+
+
+def _events_resolve(events: list[TrackingEvent]) -> None:
+    """Find each event's email and learner, and forget its address (kept only for this): the
     metadata's delivery (believed only if the metadata's learner, when it names one, is that
-    email's learner: a staging site sending through the same account numbers its rows too), else
-    the provider's message id; failing both, the learner by the metadata's public id, else by the
-    recipient's address (a second query, only for such events)."""
-    metadata = [_metadata(event) for event in events]
-    delivery_ids = {number for data in metadata if (number := _delivery_id(data.get("delivery")))}
-    message_ids = {str(event.message_id)[:255] for event in events if event.message_id}
+    email's learner: a staging site sending through the same account numbers its rows too),
+    else the provider's message id; failing both, the learner by the metadata's public id, else
+    by the recipient's address. Two queries and one UPDATE for the batch."""
+    delivery_ids = {event.metadata_delivery for event in events if event.metadata_delivery}
+    message_ids = {event.message_id for event in events if event.message_id}
     deliveries = list(
         Delivery.objects.filter(Q(pk__in=delivery_ids) | Q(provider_message_id__in=message_ids))
         .order_by().values_list("pk", "learner_id", "learner__public_id", "provider_message_id")
@@ -155,40 +175,26 @@ def _events_resolve(esp: str, events, now: datetime.datetime) -> list[TrackingEv
     by_pk = {pk: (learner_id, public_id) for pk, learner_id, public_id, _ in deliveries}
     by_message_id = {message_id: (pk, learner_id) for pk, learner_id, _, message_id in deliveries if message_id}
 
-    found: list[tuple[int | None, int | None]] = []
-    for event, data in zip(events, metadata):
-        delivery_id, learner_id = _delivery_id(data.get("delivery")), None
-        if delivery_id in by_pk and ("learner" not in data or _same_learner(data["learner"], by_pk[delivery_id][1])):
-            learner_id = by_pk[delivery_id][0]
-        elif event.message_id and str(event.message_id)[:255] in by_message_id:
-            delivery_id, learner_id = by_message_id[str(event.message_id)[:255]]
+    unresolved = []
+    for event in events:
+        found = by_pk.get(event.metadata_delivery)
+        if found and event.metadata_learner in (None, found[1]):
+            event.delivery_id, event.learner_id = event.metadata_delivery, found[0]
+        elif event.message_id in by_message_id:
+            event.delivery_id, event.learner_id = by_message_id[event.message_id]
         else:
-            delivery_id = None
-        found.append((delivery_id, learner_id))
-
-    unresolved = [(event, data) for (delivery_id, _), event, data in zip(found, events, metadata) if delivery_id is None]
+            unresolved.append(event)
     learners = learners_by_public_id_or_email(
-        {data.get("learner") for _, data in unresolved if data.get("learner")},
-        {event.recipient for event, _ in unresolved if event.recipient},
+        {event.metadata_learner for event in unresolved if event.metadata_learner},
+        {event.recipient for event in unresolved if event.recipient},
     ) if unresolved else []
     learner_by_public_id = {public_id: pk for pk, public_id, _ in learners}
     learner_by_email = {email: pk for pk, _, email in learners}
-
-    rows = []
-    for (delivery_id, learner_id), event, data in zip(found, events, metadata):
-        if delivery_id is None:
-            learner_id = learner_by_public_id.get(str(data.get("learner", "")))
-            if learner_id is None and event.recipient:
-                learner_id = learner_by_email.get(event.recipient.strip().lower())
-        digest = email_digest(event.recipient) if event.recipient else ""
-        rows.append(TrackingEvent(
-            esp=esp, event_key=_event_key(event, digest),
-            event_type=event.event_type if event.event_type in Type.values else Type.UNKNOWN,
-            refusal=event_refusal(esp, event), occurred_at=event.timestamp or now, received_at=now,
-            message_id=str(event.message_id or "")[:255], recipient_digest=digest,
-            delivery_id=delivery_id, learner_id=learner_id, detail=_detail(event),
-        ))
-    return rows
+    for event in unresolved:
+        event.learner_id = learner_by_public_id.get(str(event.metadata_learner)) or learner_by_email.get(event.recipient)
+    for event in events:
+        event.recipient = ""
+    TrackingEvent.objects.bulk_update(events, ["delivery", "learner", "recipient"], batch_size=APPLY_BATCH)
 
 
 _INSERTED_FIELDS = [field for field in TrackingEvent._meta.concrete_fields if not field.primary_key]
@@ -261,11 +267,15 @@ def tracking_events_apply(now: datetime.datetime, limit: int = APPLY_BATCH) -> A
     with transaction.atomic():
         events = list(
             TrackingEvent.objects.select_for_update(skip_locked=True).filter(applied_at__isnull=True)
-            .order_by("pk").only("pk", "event_type", "refusal", "delivery_id", "learner_id", "recipient_digest", "occurred_at")[:limit]
+            .order_by("pk").only(
+                "pk", "event_type", "refusal", "recipient_digest", "occurred_at", "message_id", "metadata_delivery",
+                "metadata_learner", "recipient",
+            )[:limit]
         )
         if not events:
             return report
         report.events = len(events)
+        _events_resolve(events)
         _rows_record(events)
         report.confirmed = ledger.rows_resolved_by_provider(ACCEPTED, [Type.REJECTED], now)
         report.stopped = _addresses_stop(events, now)
@@ -333,10 +343,6 @@ def soft_bounces_in_a_row(learner_id: int) -> int:
     for delivery_id, message_id, key in soft.values_list("delivery_id", "message_id", "event_key"):
         emails.add(("delivery", delivery_id) if delivery_id else ("message", message_id or key))
     return len(emails)
-
-
-def orphaned_events_count(since: datetime.datetime) -> int:
-    return TrackingEvent.objects.filter(learner__isnull=True, received_at__gte=since).count()
 
 
 # Events waiting longer than this to be applied mean the task and beat's job are not running.

@@ -251,8 +251,13 @@ class TrackingEvent(models.Model):
     received_at = models.DateTimeField()
     message_id = models.CharField(max_length=255, blank=True)
     recipient_digest = models.CharField(max_length=64, blank=True)
-    # Found through the email's metadata (delivery id, learner), else the provider's message id,
-    # else the recipient's address. Neither: orphaned (counted on the dashboard).
+    # What the event says about itself, stored as it came (the web request does no lookups): the
+    # email's metadata, and the recipient's address, which is emptied once the event is applied.
+    metadata_delivery = models.PositiveBigIntegerField(null=True, blank=True)
+    metadata_learner = models.UUIDField(null=True, blank=True)
+    recipient = models.EmailField(max_length=254, blank=True)
+    # Found when applied, through the email's metadata (delivery id, learner), else the provider's
+    # message id, else the recipient's address. Neither: orphaned (counted on the dashboard).
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
     learner = models.ForeignKey("signups.Learner", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     detail = models.CharField(max_length=500, blank=True, help_text="The provider's description and the receiving server's answer.")
@@ -272,4 +277,4 @@ class TrackingEvent(models.Model):
 
     @property
     def is_orphaned(self) -> bool:
-        return self.learner_id is None
+        return self.applied_at is not None and self.learner_id is None

@@ -182,9 +182,12 @@ def test_suppressions_by_reason_erasures_and_orphaned_events(learners, round_, c
     elsewhere = EnrollmentFactory()
     learner_unsubscribe(elsewhere.learner, clock.now())  # another round's learner
     learner_erase(EnrollmentFactory(cohort=round_).learner, clock.today())
-    for days, learner in [(5, None), (29, None), (31, None), (1, learners["ada"].learner)]:
+    for days, learner, applied in [(5, None, True), (29, None, True), (31, None, True), (1, learners["ada"].learner, True), (0, None, False)]:
         moment = clock.now() - datetime.timedelta(days=days)
-        TrackingEvent.objects.create(esp="postmark", event_key=f"e{days}", event_type="opened", occurred_at=moment, received_at=moment, learner=learner)
+        TrackingEvent.objects.create(  # not applied yet: not known to be orphaned
+            esp="postmark", event_key=f"e{days}", event_type="opened", occurred_at=moment, received_at=moment, learner=learner,
+            applied_at=moment if applied else None,
+        )
 
     board = cohort_dashboard(round_, clock.now())
 

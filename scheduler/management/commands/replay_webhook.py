@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test import RequestFactory
 from django.utils import timezone
 
-from scheduler.events import tracking_events_store
+from scheduler.events import tracking_events_apply, tracking_events_orphaned, tracking_events_store
 from scheduler.webhooks import TRACKING_VIEWS, Unavailable, Unreadable, tracking_view_create
 
 
@@ -46,9 +46,12 @@ class Command(BaseCommand):
         except (Unavailable, AnymailWebhookValidationFailure) as error:  # an SNS subscription confirmation
             raise CommandError(str(error)) from None
         report = tracking_events_store(esp, events, timezone.now())
+        # Applied here and now, as a worker would, so that the orphans can be counted.
+        while tracking_events_apply(timezone.now()).events:
+            pass
         self.stdout.write(
             f"{report.received} events: {report.stored} stored, {report.received - report.stored} already stored, "
-            f"{report.orphaned} orphaned"
+            f"{tracking_events_orphaned(esp, report.stored_keys)} orphaned"
         )
 
 
