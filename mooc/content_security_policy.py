@@ -12,6 +12,7 @@ styles and images from https too; scripts stay this site's own files everywhere.
 
 from csp.constants import SELF, UNSAFE_INLINE
 from csp.middleware import CSPMiddleware, PolicyParts
+from django.conf import settings
 
 STAFF_PAGE_PREFIXES = ("/admin/", "/dev/")
 STAFF_PAGE_DIRECTIVES = {"style-src": [SELF, UNSAFE_INLINE], "img-src": [SELF, "data:", "https:"]}
@@ -26,3 +27,10 @@ class ContentSecurityPolicyMiddleware(CSPMiddleware):
             # A view's own @csp_replace still has the last word.
             parts.replace = STAFF_PAGE_DIRECTIVES | (parts.replace or {})
         return parts
+
+    def process_response(self, request, response):
+        # django-csp builds the policy even for a response exempt from it (@csp_exempt: the
+        # providers' webhooks, hundreds a second), only to leave it out.
+        if getattr(response, "_csp_exempt", False) and not getattr(settings, "CONTENT_SECURITY_POLICY_REPORT_ONLY", None):
+            return response
+        return super().process_response(request, response)
