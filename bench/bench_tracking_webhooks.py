@@ -44,8 +44,11 @@ LEARNERS = int(os.environ.get("BENCH_HOOKS_LEARNERS", "20000"))
 OPENED = 0.5  # of the emails delivered
 BOUNCED = 0.02  # of the emails: a hard bounce instead of a delivery
 CLIENTS = int(os.environ.get("BENCH_HOOKS_CLIENTS", "6"))  # client threads, one keep-alive connection each
-GUNICORN_WORKERS = int(os.environ.get("BENCH_HOOKS_GUNICORN_WORKERS", "2"))
-GUNICORN_THREADS = 4
+GUNICORN_WORKERS = int(os.environ.get("BENCH_HOOKS_GUNICORN_WORKERS", "3"))
+GUNICORN_THREADS = int(os.environ.get("BENCH_HOOKS_GUNICORN_THREADS", "4"))
+# gthread keeps the clients' connections alive; sync (one request per process at a time,
+# the connection closed after each) spends less CPU per request.
+GUNICORN_WORKER_CLASS = os.environ.get("BENCH_HOOKS_GUNICORN_WORKER_CLASS", "gthread")
 TARGET = 500  # events per second end to end, at least
 SECRET = "bench-tracker:bench-secret"
 CACHE_URL = os.environ.get("BENCH_HOOKS_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -155,7 +158,7 @@ class Gunicorn:
         self.process = subprocess.Popen(
             [
                 sys.executable, "-m", "gunicorn", "mooc.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(GUNICORN_WORKERS), "--worker-class", "gthread", "--threads", str(GUNICORN_THREADS),
+                "--workers", str(GUNICORN_WORKERS), "--worker-class", GUNICORN_WORKER_CLASS, "--threads", str(GUNICORN_THREADS),
                 "--keep-alive", "30", "--log-level", "warning",
             ],
             cwd=PROJECT_DIR, env=os.environ | {"PYTHONUNBUFFERED": "1"},
@@ -307,7 +310,7 @@ def measure() -> None:
     rate = len(bodies) / total
     print_results(
         f"tracking webhooks on PostgreSQL + Redis: {len(bodies):,} Postmark events for {LEARNERS:,} emails, gunicorn "
-        f"({GUNICORN_WORKERS} gthread workers x {GUNICORN_THREADS} threads), 1 Celery worker, {CLIENTS} keep-alive clients",
+        f"({GUNICORN_WORKERS} {GUNICORN_WORKER_CLASS} workers x {GUNICORN_THREADS} threads), 1 Celery worker, {CLIENTS} keep-alive clients",
         [
             ("accepted", f"{len(bodies) / posting:,.0f}", f"requests/s ({len(bodies):,} POSTs answered 200 in {posting:.1f} s)"),
             ("end to end", f"{rate:,.0f}", f"events/s, first POST to every event applied ({total:.1f} s; target: at least {TARGET})"),
