@@ -84,7 +84,7 @@ def load(cursor, cohort, course, start, now) -> None:
         "        ('week', 3), ('week', 4), ('week', 5), ('week', 6), ('week', 7), ('week', 8), ('course_end', 0)) AS e(kind, week)) d",
         params)
     cursor.execute(f"UPDATE {Delivery._meta.db_table} SET clicked_at = opened_at + interval '1 minute' WHERE opened_at IS NOT NULL AND random() < 0.1")
-    columns = "(esp, event_key, event_type, refusal, occurred_at, received_at, message_id, recipient_digest, delivery_id, learner_id, detail, applied_at)"
+    columns = "(esp, event_key, event_type, refusal, occurred_at, received_at, message_id, recipient_digest, delivery_id, learner_id, detail, applied_at, recipient)"
     # Short keys in the ledger's order: the unique index on them is filled from one end, as by time.
     for key, event_type, moment, condition in [
         ("d", "delivered", "delivered_at", "delivered_at IS NOT NULL"),
@@ -96,11 +96,11 @@ def load(cursor, cohort, course, start, now) -> None:
         cursor.execute(
             f"INSERT INTO {TrackingEvent._meta.db_table} {columns}"
             f" SELECT 'postmark', '{key}' || id, '{event_type}', '', {moment}, {moment},"
-            f" provider_message_id, '', id, learner_id, '', {moment} FROM {Delivery._meta.db_table} WHERE {condition}")
+            f" provider_message_id, '', id, learner_id, '', {moment}, '' FROM {Delivery._meta.db_table} WHERE {condition}")
     cursor.execute(
         f"INSERT INTO {TrackingEvent._meta.db_table} {columns}"
         " SELECT 'postmark', 'orphan-' || n, 'delivered', '', %(now)s - n * interval '1 hour', %(now)s - n * interval '1 hour',"
-        " 'unknown-' || n, '', NULL, NULL, '', %(now)s FROM generate_series(1, 1000) n", params)
+        " 'unknown-' || n, '', NULL, NULL, '', %(now)s, '' FROM generate_series(1, 1000) n", params)
     cursor.execute("VACUUM ANALYZE")
 
 

@@ -173,8 +173,10 @@ def _learner_counts(cohort: Cohort) -> dict[str, int]:
 
 
 _EMAIL_COUNTS = {
-    "sent": Count("pk", filter=Q(status=Delivery.Status.SENT)),
-    # COUNT(column) counts the rows where it is set: cheaper per row than a FILTER, over a million rows.
+    # Only columns of the index delivery_cohort_counts (not even the id): PostgreSQL counts a
+    # round's million rows from the index alone. COUNT(column) counts the rows where it is set:
+    # cheaper per row than a FILTER.
+    "sent": Count("status", filter=Q(status=Delivery.Status.SENT)),
     "delivered": Count("delivered_at"),
     "bounced": Count("bounced_at"),
     "opened": Count("opened_at"),
