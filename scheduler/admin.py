@@ -399,8 +399,8 @@ class OrphanedFilter(admin.SimpleListFilter):
         return [("yes", "For no email or learner of ours"), ("no", "Found its learner")]
 
     def queryset(self, request, queryset):
-        if self.value() in ("yes", "no"):
-            return queryset.filter(learner__isnull=self.value() == "yes")
+        if self.value() in ("yes", "no"):  # known only once applied (scheduler/events.py)
+            return queryset.filter(learner__isnull=self.value() == "yes", applied_at__isnull=False)
         return queryset
 
 

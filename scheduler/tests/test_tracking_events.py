@@ -202,6 +202,10 @@ def test_organizers_read_the_stored_events_viewers_do_not(client, week_1):
     assert listing.status_code == 200 and row_link in listing.content.decode()
     assert row_link not in organizer.get(reverse("admin:scheduler_trackingevent_changelist"), {"q": "nobody@example.org"}).content.decode()
     assert organizer.get(row_link).status_code == 200
+    post(client, postmark("Delivery", week_1, Metadata={}, MessageID="unknown", Email="stranger@example.net"))
+    orphan_link = reverse("admin:scheduler_trackingevent_change", args=[TrackingEvent.objects.get(learner=None).pk])
+    orphans = organizer.get(reverse("admin:scheduler_trackingevent_changelist"), {"orphaned": "yes"}).content.decode()
+    assert orphan_link in orphans and row_link not in orphans
     assert log_in(VIEWER).get(reverse("admin:scheduler_trackingevent_changelist")).status_code == 403
 
 
