@@ -357,6 +357,19 @@ LearnerAdmin.page_sections.append(
 CohortAdmin.actions = [*CohortAdmin.actions, pause_sending, resume_sending, resend_failed, send_week_now, simulate_events]
 
 
+def _exact_search(queryset, search_term: str, delivery_field: str, message_id_field: str):
+    """An address, a delivery id or a provider's message id, matched exactly on indexed columns:
+    a substring search over a million rows and a join would scan them all."""
+    term = search_term.strip()
+    if not term:
+        return queryset
+    if "@" in term:
+        return queryset.filter(learner_id__in=learner_ids_with_email(term))
+    if term.isdigit():
+        return queryset.filter(Q(**{delivery_field: int(term)}) | Q(**{message_id_field: term}))
+    return queryset.filter(**{message_id_field: term})
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(admin.ModelAdmin):
     """The ledger: about eleven rows per learner per round, a million for a large one. Counted by
@@ -373,16 +386,7 @@ class DeliveryAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in Delivery._meta.fields]
 
     def get_search_results(self, request, queryset, search_term):
-        """Exact matches on indexed columns: a substring search over a million rows and a join
-        would scan them all."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        if "@" in term:
-            return queryset.filter(learner_id__in=learner_ids_with_email(term)), False
-        if term.isdigit():
-            return queryset.filter(Q(pk=int(term)) | Q(provider_message_id=term)), False
-        return queryset.filter(provider_message_id=term), False
+        return _exact_search(queryset, search_term, delivery_field="pk", message_id_field="provider_message_id"), False
 
     def has_add_permission(self, request):
         return False
@@ -419,14 +423,7 @@ class TrackingEventAdmin(admin.ModelAdmin):
     readonly_fields = [field.name for field in TrackingEvent._meta.fields]
 
     def get_search_results(self, request, queryset, search_term):
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        if "@" in term:
-            return queryset.filter(learner_id__in=learner_ids_with_email(term)), False
-        if term.isdigit():
-            return queryset.filter(Q(delivery_id=int(term)) | Q(message_id=term)), False
-        return queryset.filter(message_id=term), False
+        return _exact_search(queryset, search_term, delivery_field="delivery_id", message_id_field="message_id"), False
 
     def has_add_permission(self, request):
         return False
