@@ -71,6 +71,10 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The ledger's covering index (Index.include, scheduler 0014) is PostgreSQL's; SQLite, the local
+# default, builds it as a plain index, which Django would otherwise warn about at every command.
+SILENCED_SYSTEM_CHECKS = ["models.W040"]
+
 ROOT_URLCONF = "mooc.urls"
 WSGI_APPLICATION = "mooc.wsgi.application"
 
@@ -210,6 +214,7 @@ if not DEBUG and SITE_URL.startswith("https://"):
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
     # `check --deploy` reminds of what these settings chose not to do; the choices are made here.
     SILENCED_SYSTEM_CHECKS = [
+        *SILENCED_SYSTEM_CHECKS,
         *([] if SECURE_HSTS_PRELOAD else ["security.W021"]),
         *([] if SECURE_SSL_REDIRECT else ["security.W008"]),
     ]
