@@ -357,42 +357,47 @@ LearnerAdmin.page_sections.append(
 CohortAdmin.actions = [*CohortAdmin.actions, pause_sending, resume_sending, resend_failed, send_week_now, simulate_events]
 
 
-def _exact_search(queryset, search_term: str, delivery_field: str, message_id_field: str):
-    """An address, a delivery id or a provider's message id, matched exactly on indexed columns:
-    a substring search over a million rows and a join would scan them all."""
-    term = search_term.strip()
-    if not term:
-        return queryset
-    if "@" in term:
-        return queryset.filter(learner_id__in=learner_ids_with_email(term))
-    if term.isdigit():
-        return queryset.filter(Q(**{delivery_field: int(term)}) | Q(**{message_id_field: term}))
-    return queryset.filter(**{message_id_field: term})
+class _ExactSearchReadOnlyAdmin(admin.ModelAdmin):
+    """A list of millions of rows written only by the scheduler: counted by estimate, newest first
+    on the primary key, searched exactly on indexed columns (an address, a delivery id or a
+    provider's message id: a substring search over a million rows and a join would scan them
+    all), and never added or changed here. Subclasses name their two searched columns."""
 
-
-@admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
-    """The ledger: about eleven rows per learner per round, a million for a large one. Counted by
-    estimate, newest first on the primary key, searched only on indexed columns, exactly."""
-
-    list_display = ["pk", "learner", "cohort", "kind", "week_number", "status", "attempts", "due_at", "sent_at"]
-    list_filter = ["status", "kind", "cohort"]
-    list_select_related = ["learner", "cohort__course"]  # a cohort's name says its course's
-    search_fields = ["provider_message_id"]  # and an address or a row id: see get_search_results
+    delivery_field = "pk"
+    message_id_field = "message_id"
     search_help_text = "An exact email address, a delivery id or the provider's message id."
     ordering = ["-pk"]
     paginator = EstimatedCountPaginator
     show_full_result_count = False
-    readonly_fields = [field.name for field in Delivery._meta.fields]
 
     def get_search_results(self, request, queryset, search_term):
-        return _exact_search(queryset, search_term, delivery_field="pk", message_id_field="provider_message_id"), False
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            return queryset.filter(learner_id__in=learner_ids_with_email(term)), False
+        if term.isdigit():
+            return queryset.filter(Q(**{self.delivery_field: int(term)}) | Q(**{self.message_id_field: term})), False
+        return queryset.filter(**{self.message_id_field: term}), False
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
-        return False  # the ledger changes only through the scheduler and the cohort's actions
+        return False
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(_ExactSearchReadOnlyAdmin):
+    """The ledger: about eleven rows per learner per round, a million for a large one; it changes
+    only through the scheduler and the cohort's actions."""
+
+    list_display = ["pk", "learner", "cohort", "kind", "week_number", "status", "attempts", "due_at", "sent_at"]
+    list_filter = ["status", "kind", "cohort"]
+    list_select_related = ["learner", "cohort__course"]  # a cohort's name says its course's
+    search_fields = ["provider_message_id"]  # and an address or a row id: see get_search_results
+    message_id_field = "provider_message_id"
+    readonly_fields = [field.name for field in Delivery._meta.fields]
 
 
 class OrphanedFilter(admin.SimpleListFilter):
@@ -409,27 +414,15 @@ class OrphanedFilter(admin.SimpleListFilter):
 
 
 @admin.register(TrackingEvent)
-class TrackingEventAdmin(admin.ModelAdmin):
+class TrackingEventAdmin(_ExactSearchReadOnlyAdmin):
     """What the providers reported, as stored (scheduler/events.py): read-only, for support."""
 
     list_display = ["pk", "esp", "event_type", "refusal", "occurred_at", "delivery_id", "learner", "received_at", "applied_at"]
     list_filter = ["esp", "event_type", "refusal", OrphanedFilter]
     list_select_related = ["learner"]
     search_fields = ["message_id"]  # and an address or a delivery id: see get_search_results
-    search_help_text = "An exact email address, a delivery id or the provider's message id."
-    ordering = ["-pk"]
-    paginator = EstimatedCountPaginator
-    show_full_result_count = False
+    delivery_field = "delivery_id"
     readonly_fields = [field.name for field in TrackingEvent._meta.fields]
-
-    def get_search_results(self, request, queryset, search_term):
-        return _exact_search(queryset, search_term, delivery_field="delivery_id", message_id_field="message_id"), False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     def has_delete_permission(self, request, obj=None):
         return False

@@ -34,7 +34,7 @@ from dataclasses import field as dataclass_field
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import Min, OuterRef, Q, Subquery
+from django.db.models import Max, Min, OuterRef, Q, Subquery
 from kombu.exceptions import OperationalError
 
 from scheduler import ledger
@@ -323,26 +323,31 @@ def _addresses_stop(events, now: datetime.datetime) -> int:
             stopped += learner_mail_stop(event.learner_id, reason, now)
         elif event.recipient_digest:  # an address nobody has now (erased, or changed since)
             address_suppress(event.recipient_digest, reason)
+    in_a_row = soft_bounces_in_a_row(soft_learners)
     for learner_id in sorted(soft_learners):
-        if soft_bounces_in_a_row(learner_id) >= SOFT_BOUNCE_LIMIT:
+        if in_a_row[learner_id] >= SOFT_BOUNCE_LIMIT:
             stopped += learner_mail_stop(learner_id, Suppression.Reason.SOFT_BOUNCED, now)
     return stopped
 
 
-def soft_bounces_in_a_row(learner_id: int) -> int:
-    """How many different emails to the learner bounced softly since the last one delivered (or
-    opened, clicked): a provider retrying one email counts once."""
-    last_delivered = (
-        TrackingEvent.objects.filter(learner_id=learner_id, event_type__in=_ROW_MOMENTS["delivered_at"])
-        .order_by("-occurred_at").values_list("occurred_at", flat=True).first()
+def soft_bounces_in_a_row(learner_ids) -> dict[int, int]:
+    """For each learner, how many different emails bounced softly since the last one delivered
+    (or opened, clicked): a provider retrying one email counts once. Two queries, whatever the
+    number of learners (a mailbox provider deferring a whole domain's mail brings thousands)."""
+    learner_ids = set(learner_ids)
+    last_delivered = dict(
+        TrackingEvent.objects.filter(learner_id__in=learner_ids, event_type__in=_ROW_MOMENTS["delivered_at"])
+        .order_by().values("learner_id").annotate(last=Max("occurred_at")).values_list("learner_id", "last")
     )
-    soft = TrackingEvent.objects.filter(learner_id=learner_id, refusal=Refusal.SOFT)
-    if last_delivered is not None:
-        soft = soft.filter(occurred_at__gt=last_delivered)
-    emails = set()
-    for delivery_id, message_id, key in soft.values_list("delivery_id", "message_id", "event_key"):
-        emails.add(("delivery", delivery_id) if delivery_id else ("message", message_id or key))
-    return len(emails)
+    emails: dict[int, set] = {learner_id: set() for learner_id in learner_ids}
+    soft = TrackingEvent.objects.filter(learner_id__in=learner_ids, refusal=Refusal.SOFT)
+    for learner_id, occurred_at, delivery_id, message_id, key in soft.values_list(
+        "learner_id", "occurred_at", "delivery_id", "message_id", "event_key"
+    ):
+        if learner_id in last_delivered and occurred_at <= last_delivered[learner_id]:
+            continue
+        emails[learner_id].add(("delivery", delivery_id) if delivery_id else ("message", message_id or key))
+    return {learner_id: len(found) for learner_id, found in emails.items()}
 
 
 # Events waiting longer than this to be applied mean the task and beat's job are not running.

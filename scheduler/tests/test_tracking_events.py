@@ -2,6 +2,7 @@
 payloads, in the format Anymail documents and tests (anymail's tests/test_postmark_webhooks.py)."""
 
 import base64
+import datetime
 import json
 
 import pytest
@@ -139,7 +140,7 @@ def test_a_delivery_between_soft_bounces_starts_the_count_again(client, week_1, 
     post(client, postmark("Delivery", week_1, DeliveredAt="2026-11-30T12:00:00Z"))
     from scheduler.events import soft_bounces_in_a_row
 
-    assert soft_bounces_in_a_row(zoe.learner_id) == 0
+    assert soft_bounces_in_a_row([zoe.learner_id]) == {zoe.learner_id: 0}
 
 
 def test_an_ambiguous_row_the_provider_reports_delivered_is_sent(client, zoe, cohort, provider, clock):
@@ -210,8 +211,6 @@ def test_organizers_read_the_stored_events_viewers_do_not(client, week_1):
 
 
 def test_orphaned_events_are_kept_ninety_days_the_others_with_their_email(client, week_1, clock):
-    import datetime
-
     from scheduler.tasks import tracking_events_apply
 
     post(client, postmark("Delivery", week_1))
@@ -222,3 +221,23 @@ def test_orphaned_events_are_kept_ninety_days_the_others_with_their_email(client
     clock.shift(datetime.timedelta(days=2))
     tracking_events_apply()
     assert [event.delivery_id for event in TrackingEvent.objects.all()] == [week_1.pk]
+
+
+def test_soft_bounces_in_a_row_are_counted_for_many_learners_in_two_queries(cohort, clock, django_assert_num_queries):
+    from scheduler.events import soft_bounces_in_a_row
+
+    learners = [learner_in(cohort, email=f"soft{n}@example.org").learner_id for n in range(3)]
+    moment = clock.now()
+    for number, learner_id in enumerate(learners):
+        for email in range(number + 1):  # learner n: n + 1 different emails bounced softly
+            TrackingEvent.objects.create(
+                esp="postmark", event_key=f"{learner_id}-{email}", event_type="bounced", refusal="soft", message_id=f"m{learner_id}-{email}",
+                occurred_at=moment, received_at=moment, learner_id=learner_id,
+            )
+    TrackingEvent.objects.create(  # delivered since: learner 2's count starts again
+        esp="postmark", event_key="later", event_type="delivered", occurred_at=moment + datetime.timedelta(minutes=1),
+        received_at=moment, learner_id=learners[2],
+    )
+    with django_assert_num_queries(2):
+        counts = soft_bounces_in_a_row(learners)
+    assert counts == {learners[0]: 1, learners[1]: 2, learners[2]: 0}
