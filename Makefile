@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
+# The web server's port (`make run PORT=8100`). The emails' links follow it (SITE_PORT), unless
+# SITE_URL is set (.env or the environment), which then wins.
+PORT ?= 8000
 
 .PHONY: run test bench browser migrations-check clean-venv
 
@@ -12,8 +15,9 @@ run: $(INSTALLED) .env
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py load_demo --with-history
 	$(BIN)/python manage.py dev_admin
-	@echo "Starting web (http://127.0.0.1:8000), the workers and beat; Ctrl-C stops them all."
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho -f Procfile.dev start
+	@echo "Starting web (http://127.0.0.1:$(PORT)), the workers and beat; Ctrl-C stops them all."
+	@echo "Links in emails start with: $$(SITE_PORT=$(PORT) $(BIN)/python manage.py shell -v 0 -c 'from django.conf import settings; print(settings.SITE_URL)')"
+	SITE_PORT=$(PORT) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho -f Procfile.dev start
 
 test: $(INSTALLED) browser
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -19,14 +19,13 @@ BENCH_SHOW_QUERIES=1 prints each run's slowest statements, BENCH_EXPLAIN=1 their
 """
 
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import django_on_throwaway_database, postgres_unavailable, print_results  # noqa: E402
+from _common import django_on_throwaway_database, median_of_five, page_fetch, postgres_unavailable, print_results  # noqa: E402
 
 LEARNERS = 100_000
 GROUPS = 10_000
@@ -45,8 +44,8 @@ def load(cursor, cohort, course, start, now) -> None:
     params = {"cohort": cohort.pk, "course": course.pk, "now": now}
     cursor.execute("SELECT setseed(0.14)")
     cursor.execute(
-        f"INSERT INTO {StudyGroup._meta.db_table} (cohort_id, number, name, slug, discussion_url, utc_offset_minutes, created_at)"
-        " SELECT %(cohort)s, n, 'Group ' || n, 'bench-' || n, '', 0, %(now)s FROM generate_series(1, " f"{GROUPS}) n", params)
+        f"INSERT INTO {StudyGroup._meta.db_table} (cohort_id, number, name, slug, discussion_url, utc_offset_minutes, created_at, strategy)"
+        " SELECT %(cohort)s, n, 'Group ' || n, 'bench-' || n, '', 0, %(now)s, 'timezone_experience' FROM generate_series(1, " f"{GROUPS}) n", params)
     # Learner n: stopped (unsubscribed 2%: every 50th), left (3%), dropped back (2%), each in a week of its own.
     cursor.execute(
         f"INSERT INTO {Learner._meta.db_table} (email, public_id, first_name, timezone, experience, confirmed_at,"
@@ -114,7 +113,6 @@ def main() -> None:
         from django.contrib.auth import get_user_model
         from django.db import connection
         from django.test import Client
-        from django.test.utils import CaptureQueriesContext
         from django.urls import reverse
         from django.utils import timezone
 
@@ -136,39 +134,15 @@ def main() -> None:
         client = Client()
         client.force_login(get_user_model().objects.get(username="bench"))
 
-        def measure(action):
-            seconds = []
-            for _ in range(5):
-                started = time.perf_counter()
-                action()
-                seconds.append(time.perf_counter() - started)
-            with CaptureQueriesContext(connection) as queries:
-                action()
-            if os.environ.get("BENCH_SHOW_QUERIES") or os.environ.get("BENCH_EXPLAIN"):
-                for statement in sorted(queries.captured_queries, key=lambda q: -float(q["time"]))[:4]:
-                    print(f"    {statement['time']} s  {statement['sql'][:200]}")
-                    if os.environ.get("BENCH_EXPLAIN") and statement["sql"].startswith("SELECT"):
-                        with connection.cursor() as cursor:
-                            cursor.execute("EXPLAIN ANALYZE " + statement["sql"])
-                            print("      " + "\n      ".join(row[0] for row in cursor.fetchall()))
-            return f"{statistics.median(seconds) * 1000:.0f}", f"ms median of 5 (slowest {max(seconds) * 1000:.0f} ms), {len(queries)} queries"
-
-        def fetch(url):
-            def get():
-                response = client.get(url)
-                assert response.status_code == 200, response.status_code
-                if response.streaming:
-                    b"".join(response.streaming_content)
-            return get
 
         board = cohort_dashboard(cohort, timezone.now())
         results = [
             ("load (SQL)", f"{load_seconds:.0f}", "s"),
-            ("selector", *measure(lambda: cohort_dashboard(cohort, timezone.now()))),
-            ("admin page", *measure(fetch(reverse("admin:cohorts_cohort_dashboard", args=[cohort.pk])))),
-            ("per-week CSV", *measure(fetch(reverse("admin:cohorts_cohort_dashboard_csv", args=[cohort.pk, "weeks"])))),
-            ("learners CSV", *measure(fetch(reverse("admin:cohorts_cohort_dashboard_csv", args=[cohort.pk, "learners"])))),
-            ("course page", *measure(fetch(reverse("admin:cohorts_course_dashboard", args=[course.pk])))),
+            ("selector", *median_of_five(lambda: cohort_dashboard(cohort, timezone.now()))),
+            ("admin page", *median_of_five(page_fetch(client, reverse("admin:cohorts_cohort_dashboard", args=[cohort.pk])))),
+            ("per-week CSV", *median_of_five(page_fetch(client, reverse("admin:cohorts_cohort_dashboard_csv", args=[cohort.pk, "weeks"])))),
+            ("learners CSV", *median_of_five(page_fetch(client, reverse("admin:cohorts_cohort_dashboard_csv", args=[cohort.pk, "learners"])))),
+            ("course page", *median_of_five(page_fetch(client, reverse("admin:cohorts_course_dashboard", args=[course.pk])))),
         ]
         steps = {step.key: step.count for step in board.funnel}
         summary = (f"week 1 delivered {steps['week_1_delivered']:,}, opened {steps['week_1_opened']:,}; "

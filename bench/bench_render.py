@@ -71,7 +71,7 @@ def main() -> None:
         ours = context_seconds + render_seconds
 
         compiled = email_compile(version)
-        bare_context = {"course": contexts[enrollments[0].pk]["course"], "cohort": None, "week": week, "learner": {}, "group": None, "links": {}}
+        bare_context = {"course": contexts[enrollments[0].pk]["course"], "cohort": None, "week": week, "learner": {}, "group": None, "links": {}, "checkin": {"last": None}}
         started = time.perf_counter()
         for _ in range(LEARNERS):
             email_render_parts(compiled, bare_context)

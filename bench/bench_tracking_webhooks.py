@@ -1,9 +1,9 @@
 """Tracking events per second end to end: Postmark's webhook POSTs through gunicorn to the applied row.
 
 The production path on PostgreSQL and Redis: `gunicorn mooc.wsgi` (DEBUG off, the WEBHOOK_SECRET
-basic auth, the whole middleware stack) stores each event (scheduler/events.py) and queues the
-apply task through Redis (debounced); one real `celery worker` on the default queue applies them
-in batches. Setup, not timed: one cohort of the demo course with LEARNERS learners, each with a
+basic auth, the whole middleware stack) stores each event (scheduler/events.py) and asks for the
+apply task through Redis (gathered for TRACKING_APPLY_GATHER_MS in each process, then debounced);
+one real `celery worker` on the default queue applies them in batches. Setup, not timed: one cohort of the demo course with LEARNERS learners, each with a
 SENT week-1 row in the ledger, and the payloads: a Delivery for every email but the bounced ones,
 an Open for OPENED of them, a hard Bounce for BOUNCED, in a shuffled order, each as Postmark
 posts it (one event per request, the metadata our emails carry).
@@ -21,73 +21,32 @@ Target: at least 500 events per second end to end (issue 14).
 Needs PostgreSQL at BENCH_POSTGRES_URL (a throwaway database, see _common.py) and Redis at
 BENCH_HOOKS_REDIS_URL (default redis://127.0.0.1:6379/11, the cache) and BENCH_HOOKS_BROKER_URL
 (default redis://127.0.0.1:6379/12, the broker): both databases are emptied at the start, so
-give it ones nothing else uses. Without either server it prints why it was skipped.
+give it ones nothing else uses. BENCH_HOOKS_DATABASE names the throwaway database (default
+mooc_bench_<pid>). Without either server it prints why it was skipped.
 """
 
 import base64
 import datetime
-import http.client
 import json
 import os
 import random
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 
-from _common import PROJECT_DIR, django_on_throwaway_database, milliseconds, percentile, postgres_unavailable, print_results
+from _common import (
+    GUNICORN_THREADS, GUNICORN_WORKER_CLASS, GUNICORN_WORKERS, Gunicorn, cpu_seconds, django_on_throwaway_database, free_port,
+    latency_rows, postgres_unavailable, posts_send, print_results, redis_unavailable,
+)
 
 LEARNERS = int(os.environ.get("BENCH_HOOKS_LEARNERS", "20000"))
 OPENED = 0.5  # of the emails delivered
 BOUNCED = 0.02  # of the emails: a hard bounce instead of a delivery
 CLIENTS = int(os.environ.get("BENCH_HOOKS_CLIENTS", "6"))  # client threads, one keep-alive connection each
-GUNICORN_WORKERS = int(os.environ.get("BENCH_HOOKS_GUNICORN_WORKERS", "3"))
-GUNICORN_THREADS = int(os.environ.get("BENCH_HOOKS_GUNICORN_THREADS", "4"))
-# gthread keeps the clients' connections alive; sync (one request per process at a time,
-# the connection closed after each) spends less CPU per request.
-GUNICORN_WORKER_CLASS = os.environ.get("BENCH_HOOKS_GUNICORN_WORKER_CLASS", "gthread")
 TARGET = 500  # events per second end to end, at least
 SECRET = "bench-tracker:bench-secret"
 CACHE_URL = os.environ.get("BENCH_HOOKS_REDIS_URL", "redis://127.0.0.1:6379/11")
 BROKER_URL = os.environ.get("BENCH_HOOKS_BROKER_URL", "redis://127.0.0.1:6379/12")
 STALLED_AFTER_SECONDS = 120
-
-
-def redis_unavailable() -> str | None:
-    import redis
-
-    for url in (CACHE_URL, BROKER_URL):
-        try:
-            redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-        except redis.RedisError as error:
-            return f"no Redis at {url} ({error})"
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its children still running (gunicorn's workers)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
 
 
 def _seed(size: int):
@@ -152,85 +111,11 @@ def _payloads(rows) -> tuple[list[bytes], dict]:
     return [json.dumps(body).encode() for body in bodies], expected
 
 
-class Gunicorn:
-    def __init__(self, port: int):
-        self.port = port
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "mooc.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(GUNICORN_WORKERS), "--worker-class", GUNICORN_WORKER_CLASS, "--threads", str(GUNICORN_THREADS),
-                "--keep-alive", "30", "--log-level", "warning",
-            ],
-            cwd=PROJECT_DIR, env=os.environ | {"PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit("bench_tracking_webhooks: gunicorn stopped:\n" + "\n".join(self.lines[-20:]))
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                connection.request("GET", "/healthz")
-                connection.getresponse().read()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise SystemExit("bench_tracking_webhooks: gunicorn did not answer in 60 s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 def _post_all(port: int, bodies: list[bytes]) -> tuple[list[float], list[int], float, float]:
     """POST every body from CLIENTS threads; (latencies, non-200 statuses, first POST moment, last answer moment)."""
     headers = {"Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(SECRET.encode()).decode()}
-    latencies: list[float] = []
-    failures: list[int] = []
-    lock = threading.Lock()
-    start = threading.Barrier(CLIENTS + 1)
-
-    def client(share: list[bytes]) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine, bad = [], []
-        start.wait()
-        for body in share:
-            began = time.perf_counter()
-            connection.request("POST", "/anymail/postmark/tracking/", body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            mine.append(time.perf_counter() - began)
-            if response.status != 200:
-                bad.append(response.status)
-            if response.getheader("Connection", "").lower() == "close":
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            failures.extend(bad)
-
-    threads = [threading.Thread(target=client, args=(bodies[n::CLIENTS],)) for n in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    first = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return latencies, failures, first, time.perf_counter()
+    shares = [[("/anymail/postmark/tracking/", body) for body in bodies[n::CLIENTS]] for n in range(CLIENTS)]
+    return posts_send(port, shares, headers, lambda status, _: status == 200)
 
 
 def _wait_applied(total: int, worker) -> float:
@@ -277,26 +162,26 @@ def measure() -> None:
         "REDIS_URL": CACHE_URL, "CELERY_BROKER_URL": BROKER_URL, "ALLOW_LOCAL_CACHE": "false",
         "ANYMAIL_WEBHOOK_SECRET": SECRET, "EMAIL_BACKEND": "mooc.testing.providers.DiscardingAnymailBackend",
     }
-    with django_on_throwaway_database("postgresql"):
+    with django_on_throwaway_database("postgresql", name=os.environ.get("BENCH_HOOKS_DATABASE")):
         from bench_weekly_send import Worker
 
         from scheduler.models import TrackingEvent
 
         rows = _seed(LEARNERS)
         bodies, expected = _payloads(rows)
-        port = _free_port()
+        port = free_port()
         os.environ["ALLOWED_HOSTS"] = "127.0.0.1"  # what gunicorn's requests name (read by its processes)
-        gunicorn = Gunicorn(port)
+        gunicorn = Gunicorn(port, "bench_tracking_webhooks")
         worker = Worker("celery", 1)
         try:
             gunicorn.wait_ready()
             if not worker.ready.wait(timeout=60):
                 raise SystemExit("bench_tracking_webhooks: the worker was not ready in 60 s; it said:\n" + "\n".join(worker.last_lines))
-            cpu_before = _cpu_seconds(gunicorn.process.pid), _cpu_seconds(worker.process.pid)
+            cpu_before = cpu_seconds(gunicorn.process.pid), cpu_seconds(worker.process.pid)
             latencies, failures, first, last_answer = _post_all(port, bodies)
             applied = _wait_applied(len(bodies), worker)
-            cpu_web = _cpu_seconds(gunicorn.process.pid) - cpu_before[0]
-            cpu_worker = _cpu_seconds(worker.process.pid) - cpu_before[1]
+            cpu_web = cpu_seconds(gunicorn.process.pid) - cpu_before[0]
+            cpu_worker = cpu_seconds(worker.process.pid) - cpu_before[1]
         finally:
             gunicorn.stop()
             worker.stop()
@@ -314,9 +199,7 @@ def measure() -> None:
         [
             ("accepted", f"{len(bodies) / posting:,.0f}", f"requests/s ({len(bodies):,} POSTs answered 200 in {posting:.1f} s)"),
             ("end to end", f"{rate:,.0f}", f"events/s, first POST to every event applied ({total:.1f} s; target: at least {TARGET})"),
-            ("latency p50", milliseconds(percentile(latencies, 50)), "ms per request (client side)"),
-            ("latency p95", milliseconds(percentile(latencies, 95)), "ms"),
-            ("latency p99", milliseconds(percentile(latencies, 99)), "ms"),
+            *latency_rows(latencies),
             ("CPU per event", f"{cpu_web / len(bodies) * 1000:.2f}", f"ms in gunicorn, {cpu_worker / len(bodies) * 1000:.2f} ms in the worker "
              f"(the machine's load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)"),
             ("apply tail", f"{applied - last_answer:.1f}", "s from the last answer to the last event applied"),
@@ -332,7 +215,7 @@ def measure() -> None:
 
 
 def main() -> None:
-    if reason := postgres_unavailable() or redis_unavailable():
+    if reason := postgres_unavailable() or redis_unavailable(CACHE_URL, BROKER_URL):
         print(f"tracking webhooks: skipped, {reason}\n")
         return
     measure()

@@ -60,7 +60,7 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-from _common import PROJECT_DIR, django_on_throwaway_database, postgres_unavailable, print_results
+from _common import PROJECT_DIR, django_on_throwaway_database, postgres_unavailable, print_results, redis_unavailable
 
 SIZES = (10_000, 100_000)
 WORKERS = 2
@@ -77,17 +77,6 @@ EXPERIENCE = ["none", "some", "experienced"]
 POLL_SECONDS = 0.25
 STALLED_AFTER_SECONDS = 120  # no ledger row finished for this long: a worker is stuck, stop
 LOG_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|Traceback")
-
-
-def redis_unavailable() -> str | None:
-    """Why the Redis server for this benchmark cannot be used, or None when it can."""
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping()
-    except redis.RedisError as error:
-        return f"no Redis at {REDIS_URL} ({error})"
-    return None
 
 
 def _queue_forget(queue: str) -> None:
@@ -410,7 +399,7 @@ def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--size" and sys.argv[3] == "--summary":
         measure(int(sys.argv[2]), Path(sys.argv[4]))
         return
-    if reason := postgres_unavailable() or redis_unavailable():
+    if reason := postgres_unavailable() or redis_unavailable(REDIS_URL):
         print(f"weekly send: skipped, {reason}\n")
         return
     with tempfile.TemporaryDirectory(prefix="mooc-bench-") as folder:

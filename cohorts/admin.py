@@ -6,14 +6,17 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import QuerySet
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
-from cohorts.forms import LinkListField
-from cohorts.models import Cohort, CohortStatus, Course, StudyGroup, Week
-from cohorts.selectors import cohort_groups_have_place_to_talk, cohort_has_groups, cohort_next_week_due
+from cohorts.forms import ExperimentStrategiesField, LinkListField
+from cohorts.models import GROUP_FORMING_STRATEGIES, Cohort, CohortStatus, Course, GroupStrategy, StudyGroup, Week
+from cohorts.selectors import cohort_groups_formed_at, cohort_groups_have_place_to_talk, cohort_has_groups, cohort_next_week_due
 from cohorts.services import (
-    WeekCountChange, cohort_close_signup, cohort_group_links_follow, cohort_start_next, course_week_count_change,
+    WeekCountChange, cohort_close_signup, cohort_group_links_follow, cohort_next_plan, cohort_start_next, course_week_count_change,
 )
 from mooc.permissions import ActionPermissionsMixin, admin_action
 
@@ -116,10 +119,39 @@ def week_count_change_message(change: WeekCountChange, today) -> str:
 
 
 class CohortForm(forms.ModelForm):
+    experiment_strategies = ExperimentStrategiesField(
+        GROUP_FORMING_STRATEGIES, label="Experiment's two strategies",
+        help_text="For an experiment only: its learners are split at random between these two, each forming its own groups.",
+    )
+
     class Meta:
         model = Cohort
         fields = "__all__"
         widgets = {"discussion_url_pattern": forms.TextInput(attrs={"size": 80})}
+
+    def clean(self):
+        cleaned = super().clean()
+        if "group_strategy" in cleaned and cleaned["group_strategy"] != GroupStrategy.EXPERIMENT:
+            cleaned["experiment_strategies"] = []  # a round that runs no experiment compares nothing
+        if not self.instance._state.adding and cohort_has_groups(self.instance):
+            self._refuse_strategy_change(cleaned)
+        return cleaned
+
+    def _refuse_strategy_change(self, cleaned):
+        # self.instance still holds the stored values here (see clean_start_date).
+        stored = self.instance
+        formed_by = GroupStrategy(stored.group_strategy).label.lower()
+        if stored.group_strategy == GroupStrategy.EXPERIMENT:
+            formed_by += " between " + " and ".join(GroupStrategy(value).label.lower() for value in stored.experiment_strategies)
+        refusal = (
+            f"This round's groups are formed already ({formed_by}): how they are formed can no longer change, "
+            "or its groups would be counted under a strategy that did not form them. "
+            "To try another strategy, start the next round and choose it there."
+        )
+        if "group_strategy" in cleaned and cleaned["group_strategy"] != stored.group_strategy:
+            self.add_error("group_strategy", refusal)
+        elif "experiment_strategies" in cleaned and cleaned["experiment_strategies"] != (stored.experiment_strategies or []):
+            self.add_error("experiment_strategies", refusal)
 
     def clean_start_date(self):
         start = self.cleaned_data["start_date"]
@@ -162,8 +194,43 @@ def action_form_response(model_admin, request, queryset, form, *, action, title,
         "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
         "select_across": request.POST.get("select_across") == "1",
         "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        # Started from an object's own page (its action buttons): back there once done.
+        "from_object_page": request.POST.get(FROM_OBJECT_PAGE) == "1",
+        "from_object_page_field": FROM_OBJECT_PAGE,
     }
     return TemplateResponse(request, "admin/action_form.html", context)
+
+
+FROM_OBJECT_PAGE = "_from_object_page"
+
+
+def start_next_plan(cohort: Cohort, weeks_later: int, today) -> dict:
+    """What "Start the next round" would create from `cohort`: the round (unsaved) and how its
+    status follows from its dates, or the reason it cannot be created."""
+    try:
+        new = cohort_next_plan(cohort, weeks_later)
+    except ValidationError as error:
+        return {"cohort": cohort, "problem": " ".join(error.messages)}
+    return {"cohort": cohort, "new": new, "status": CohortStatus(new.status_on(today)).label, "explained": round_status_explained(new, today)}
+
+
+def round_status_explained(cohort: Cohort, today) -> str:
+    """Why a new round has the status it has: its dates decide, nothing to switch on."""
+    status = cohort.status_on(today)
+    if status == CohortStatus.DRAFT:
+        return (f"It is a Draft until its signup opens on {cohort.signup_opens_on:%A %-d %B %Y}: the home page offers it "
+                "from then, by itself. Change its dates on its page if it should open sooner.")
+    if status == CohortStatus.OPEN:
+        return "Its signup window has begun: the home page offers it at once."
+    return "Its dates have begun already."
+
+
+def start_next_message(new: Cohort, today):
+    url = reverse("admin:cohorts_cohort_change", args=[new.pk])
+    return format_html(
+        'Created <a href="{}">{}</a>, starting {} (signup {} to {}). {}', url, new.name, f"{new.start_date:%A %-d %B %Y}",
+        f"{new.signup_opens_on:%-d %B}", f"{new.signup_closes_on:%-d %B %Y}", round_status_explained(new, today),
+    )
 
 
 @dataclass
@@ -179,6 +246,7 @@ class CohortPageSection:
     title: str
     template: str
     context: Callable
+    top: bool = False  # above the form (a warning), rather than below it
 
 
 @admin.register(Cohort)
@@ -195,8 +263,12 @@ class CohortAdmin(ActionPermissionsMixin, PageLinksMixin, admin.ModelAdmin):
         (None, {"fields": ["course", "name", "slug", "start_date", "capacity"]}),
         ("Signup", {"fields": [("signup_opens_on", "signup_closes_on")]}),
         ("Weekly email", {"fields": [("send_weekday", "send_time"), "sending_paused"]}),
-        ("Study groups", {"fields": [("group_size_min", "group_size_target", "group_size_max"), "groups_form_on", "discussion_url_pattern"]}),
+        ("Study groups", {"fields": [
+            ("group_size_min", "group_size_target", "group_size_max"), "groups_form_on", "discussion_url_pattern",
+            "group_strategy", "experiment_strategies", "reform_by_activity",
+        ]}),
     ]
+    readonly_fields = ["formation_seed"]
     actions = ["start_next_round", "close_signup"]
     # Filled by other apps at start-up (see CohortPageSection); class-level on purpose.
     page_sections: list[CohortPageSection] = []
@@ -205,6 +277,26 @@ class CohortAdmin(ActionPermissionsMixin, PageLinksMixin, admin.ModelAdmin):
     @admin.display(description="status")
     def status(self, cohort):
         return CohortStatus(cohort.status_on(timezone.now().date())).label
+
+    @admin.display(description="seed (recorded at formation)")
+    def formation_seed(self, cohort):
+        return cohort.experiment_seed
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or obj.experiment_seed is None:
+            return fieldsets
+        # Once groups are formed: the seed they were formed (and an experiment split) with.
+        return [
+            (title, {**options, "fields": [*options["fields"], "formation_seed"]}) if title == "Study groups" else (title, options)
+            for title, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # How groups are formed is part of forming them: those who may not form groups see it only.
+        if request.user.has_perm("cohorts.form_groups"):
+            return self.readonly_fields
+        return [*self.readonly_fields, "group_strategy", "experiment_strategies"]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         cohort = self.get_object(request, object_id)
@@ -220,14 +312,41 @@ class CohortAdmin(ActionPermissionsMixin, PageLinksMixin, admin.ModelAdmin):
                 "groups_formation_date": cohort.groups_formation_date,
                 "next_week": next_week,
                 "groups_formed": cohort_has_groups(cohort),
+                "groups_formed_at": cohort_groups_formed_at(cohort),
                 # Worth a warning while the round has learners to talk; not once it is over.
                 "groups_without_place_to_talk": status != CohortStatus.FINISHED and not cohort_groups_have_place_to_talk(cohort),
             }
-            extra_context["cohort_sections"] = [
-                {"title": section.title, "template": section.template, **section.context(cohort, today, request.user, request.GET)}
+            sections = [
+                (section.top, {"title": section.title, "template": section.template, **section.context(cohort, today, request.user, request.GET)})
                 for section in self.page_sections
             ]
+            extra_context["cohort_sections"] = [context for top, context in sections if not top]
+            extra_context["cohort_actions"] = self.page_actions(request, cohort)
+            extra_context["from_object_page_field"] = FROM_OBJECT_PAGE
+            extra_context["cohort_top_sections"] = [context for top, context in sections if top]
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def page_actions(self, request, cohort) -> list[tuple[str, str]]:
+        """The list's actions as buttons on the cohort's own page: (name, label), only those the
+        user's permissions allow (the list's own machinery checks them again when posted)."""
+        hidden = {"delete_selected", *self.page_actions_hidden(cohort)}
+        return [
+            (name, str(description).removesuffix("…").strip())
+            for name, (_, _, description) in self.get_actions(request).items() if name not in hidden
+        ]
+
+    @staticmethod
+    def page_actions_hidden(cohort) -> set[str]:
+        # Of a pair, the one that would change nothing.
+        return {"pause_sending"} if cohort.sending_paused else {"resume_sending"}
+
+    def response_action(self, request, queryset):
+        """An action posted from a cohort's page (a button there) returns to that page."""
+        response = super().response_action(request, queryset)
+        selected = request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME)
+        if response is not None and response.status_code == 302 and request.POST.get(FROM_OBJECT_PAGE) == "1" and len(selected) == 1:
+            return HttpResponseRedirect(reverse("admin:cohorts_cohort_change", args=[selected[0]]))
+        return response
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
@@ -238,21 +357,29 @@ class CohortAdmin(ActionPermissionsMixin, PageLinksMixin, admin.ModelAdmin):
 
     @admin_action(permission="cohorts.start_next_round", description="Start the next round (a copy, N weeks later)…")
     def start_next_round(self, request, queryset):
-        form = StartNextRoundForm(request.POST if "apply" in request.POST else None)
-        if form.is_valid():
-            for cohort in queryset.select_related("course"):
+        """Asks how many weeks later, shows each new round's name and dates, and creates them only
+        once the organizer has seen the dates for that number (the `previewed` field)."""
+        form = StartNextRoundForm(request.POST if "weeks_later" in request.POST else None)
+        cohorts = list(queryset.select_related("course"))
+        weeks_later = form.cleaned_data["weeks_later"] if form.is_valid() else form.fields["weeks_later"].initial
+        if form.is_valid() and "apply" in request.POST and request.POST.get("previewed") == str(weeks_later):
+            for cohort in cohorts:
                 try:
-                    new = cohort_start_next(cohort, form.cleaned_data["weeks_later"])
+                    new = cohort_start_next(cohort, weeks_later)
                 except ValidationError as error:
                     self.message_user(request, f"{cohort}: {' '.join(error.messages)}", messages.ERROR)
                 else:
-                    self.message_user(request, f"Created {new}, starting {new.start_date:%A %-d %B %Y}.")
+                    self.message_user(request, start_next_message(new, timezone.now().date()))
             return None
-        return action_form_response(
-            self, request, queryset, form, action="start_next_round", title="Start the next round",
-            intro="Each new round copies every setting of one of these cohorts and starts the given number of weeks after it.",
-            submit_label="Create the next round",
-        )
+        return TemplateResponse(request, "admin/cohorts/cohort/start_next_round.html", {
+            **self.admin_site.each_context(request),
+            "title": "Start the next round", "opts": self.model._meta, "form": form, "weeks_later": weeks_later,
+            "plans": [start_next_plan(cohort, weeks_later, timezone.now().date()) for cohort in cohorts],
+            "selected": request.POST.getlist(admin.helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across") == "1",
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "from_object_page": request.POST.get(FROM_OBJECT_PAGE) == "1", "from_object_page_field": FROM_OBJECT_PAGE,
+        })
 
     @admin_action(permission="cohorts.close_signup", description="Close signup now")
     def close_signup(self, request, queryset):
@@ -264,11 +391,11 @@ class CohortAdmin(ActionPermissionsMixin, PageLinksMixin, admin.ModelAdmin):
 @admin.register(StudyGroup)
 class StudyGroupAdmin(admin.ModelAdmin):
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}  # a typed link without one is https
-    list_display = ["name", "cohort", "slug", "utc_offset_minutes", "dissolved_at"]
-    list_filter = ["cohort"]
+    list_display = ["name", "cohort", "slug", "strategy", "utc_offset_minutes", "dissolved_at"]
+    list_filter = ["cohort", "strategy"]
     list_select_related = ["cohort__course"]
     search_fields = ["slug", "name"]
-    readonly_fields = ["cohort", "number", "slug", "utc_offset_minutes", "created_at", "dissolved_at"]
+    readonly_fields = ["cohort", "number", "slug", "strategy", "utc_offset_minutes", "created_at", "dissolved_at"]
 
     def has_add_permission(self, request):
         return False  # groups are formed, not typed in

@@ -55,3 +55,30 @@ class LinkListField(forms.Field):
             return self.to_python(initial or []) != self.to_python(data or "")
         except ValidationError:
             return True  # bad input is a change; clean() reports it
+
+
+class ExperimentStrategiesWidget(forms.MultiWidget):
+    """Two drop-downs, strategy a and strategy b, for the JSON list of an experiment's two strategies."""
+
+    def __init__(self, choices=(), attrs=None):
+        super().__init__([forms.Select(choices=choices), forms.Select(choices=choices)], attrs)
+
+    def decompress(self, value):
+        chosen = list(value) if isinstance(value, list | tuple) else []
+        return (chosen + ["", ""])[:2]
+
+
+class ExperimentStrategiesField(forms.MultiValueField):
+    """An experiment's two strategies, chosen from `choices`, stored as a list ["a", "b"].
+
+    Blanks are dropped, so that the model's own check (Cohort.clean) names what is missing.
+    """
+
+    def __init__(self, choices, **kwargs):
+        choices = [("", "---------"), *choices]
+        fields = [forms.ChoiceField(choices=choices, required=False), forms.ChoiceField(choices=choices, required=False)]
+        kwargs.setdefault("required", False)
+        super().__init__(fields, widget=ExperimentStrategiesWidget(choices=choices), require_all_fields=False, **kwargs)
+
+    def compress(self, data_list):
+        return [value for value in data_list or [] if value]

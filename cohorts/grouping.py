@@ -12,13 +12,24 @@ stretch of hours, and within each offset the experience levels are interleaved. 
 programme then cuts that line into contiguous groups of allowed sizes, minimising each
 group's spread (a spread over two hours costs a lot) and its distance from the target size.
 Deterministic for a given seed. O(n log n) time for n learners, O(n) memory.
+
+That is the strategy "time zone and experience" (`groups_form`). A cohort may choose another
+(cohorts.models.GroupStrategy), with the same size rules (the same cut into sizes):
+- "time zone only" (`groups_form_by_time_zone`): the same line around the clock, members of
+  one offset in a seeded random order instead of interleaved by experience;
+- "random", the 2013 Mechanical MOOC's baseline (`groups_form_at_random`): one seeded random
+  line, cut as if everyone shared one time zone;
+- an experiment splits the learners between two of these (`experiment_split`), each arm then
+  forming its own groups.
 """
 
 import datetime
 import functools
+import hashlib
 import random
 import zoneinfo
 from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 
 MINUTES_PER_DAY = 24 * 60
@@ -105,6 +116,21 @@ def _interleaved(line: list[tuple[int, Candidate]], seed: int) -> list[tuple[int
     return ordered
 
 
+def _shuffled_within_position(line: list[tuple[int, Candidate]], seed: int) -> list[tuple[int, Candidate]]:
+    """Sort by position; within a position, a seeded random order that ignores experience."""
+    rng = random.Random(seed)
+    by_position: dict[int, list[Candidate]] = defaultdict(list)
+    for position, candidate in line:
+        by_position[position].append(candidate)
+    ordered = []
+    for position in sorted(by_position):
+        # Sorted first, so that the input's order does not matter.
+        members = sorted(by_position[position], key=lambda candidate: candidate.key)
+        rng.shuffle(members)
+        ordered.extend((position, candidate) for candidate in members)
+    return ordered
+
+
 def _sizes(positions: list[int], target: int, minimum: int, maximum: int) -> list[int] | None:
     """Group sizes cutting `positions` (sorted) at least cost, or None when no cut fits the bounds."""
     count = len(positions)
@@ -141,13 +167,50 @@ def _even_sizes(count: int, maximum: int) -> list[int]:
 
 
 def groups_form(candidates: list[Candidate], target: int, minimum: int, maximum: int, seed: int = 0) -> list[list[Candidate]]:
-    """Sort candidates into groups (lists of candidates), by the goals in this module's docstring.
+    """Sort candidates into groups (lists of candidates), by the goals in this module's docstring:
+    the strategy "time zone and experience".
 
     A pool smaller than `minimum` becomes one group: nobody is left out.
     """
     if not candidates:
         return []
-    ordered = _interleaved(_around_the_clock(candidates), seed)
+    return _cut(_interleaved(_around_the_clock(candidates), seed), target, minimum, maximum)
+
+
+def groups_form_by_time_zone(candidates: list[Candidate], target: int, minimum: int, maximum: int, seed: int = 0) -> list[list[Candidate]]:
+    """The strategy "time zone only": groups as close in time zone as `groups_form` makes them,
+    but nobody is placed for their experience (within an offset the order is random)."""
+    if not candidates:
+        return []
+    return _cut(_shuffled_within_position(_around_the_clock(candidates), seed), target, minimum, maximum)
+
+
+def groups_form_at_random(candidates: list[Candidate], target: int, minimum: int, maximum: int, seed: int = 0) -> list[list[Candidate]]:
+    """The strategy "random", the 2013 baseline: members drawn at random, whatever their time
+    zone or experience; sizes by the same rules as the other strategies."""
+    if not candidates:
+        return []
+    members = sorted(candidates, key=lambda candidate: candidate.key)  # the input's order must not matter
+    random.Random(seed).shuffle(members)
+    # Everyone at one position: the cut weighs sizes only.
+    return _cut([(0, candidate) for candidate in members], target, minimum, maximum)
+
+
+# The strategies that form groups, by their names in cohorts.models.GroupStrategy.
+FORMING_BY_STRATEGY = {
+    "timezone_experience": groups_form,
+    "timezone": groups_form_by_time_zone,
+    "random": groups_form_at_random,
+}
+
+
+def groups_form_by(strategy: str, candidates: list[Candidate], target: int, minimum: int, maximum: int, seed: int = 0) -> list[list[Candidate]]:
+    """Groups formed by the named strategy (a key of FORMING_BY_STRATEGY; KeyError otherwise)."""
+    return FORMING_BY_STRATEGY[strategy](candidates, target, minimum, maximum, seed=seed)
+
+
+def _cut(ordered: list[tuple[int, Candidate]], target: int, minimum: int, maximum: int) -> list[list[Candidate]]:
+    """Cut a line of (position, candidate) into contiguous groups of allowed sizes."""
     if len(ordered) <= maximum:
         return [[candidate for _, candidate in ordered]]
     sizes = _sizes([position for position, _ in ordered], target, minimum, maximum)
@@ -192,6 +255,70 @@ def group_for_late_joiner(offset: int, groups: dict[int, list[int]], maximum: in
         if best is None or rank < best[0]:
             best = (rank, key)
     return best[1] if best else None
+
+
+def group_for_late_joiner_at_random(key: int, sizes: dict[int, int], maximum: int, seed: int = 0) -> int | None:
+    """The group a learner joining a "random" strategy's groups goes to: any group below `maximum`,
+    drawn at random, seeded by the learner's key (the same learner, the same draw). `sizes` maps
+    a group's key to its number of members. None when every group is full: start a new one."""
+    with_room = sorted(group for group, size in sizes.items() if size < maximum)
+    if not with_room:
+        return None
+    return random.Random(_seeded_digest(seed, key)).choice(with_room)
+
+
+# --- Experiments: the learners split between two strategies ---------------------------------------
+
+# An experiment's arms are balanced within each band of this many hours of the clock (and each
+# experience level), so that neither strategy gets, say, more of the evening-in-Europe learners.
+EXPERIMENT_BAND_MINUTES = 180
+
+
+def _seeded_digest(seed: int, key: object) -> int:
+    # Not hash(): Python salts the hash of strings per process; this must be the same everywhere.
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big")
+
+
+def experiment_stratum(candidate: Candidate) -> tuple[int, str]:
+    """The part of the pool a learner is balanced within: their band of the clock and experience."""
+    return (candidate.utc_offset % MINUTES_PER_DAY) // EXPERIMENT_BAND_MINUTES, candidate.experience
+
+
+def experiment_split(keys: Iterable[int], seed: int, strata: Mapping[int, Hashable] | None = None) -> tuple[list[int], list[int]]:
+    """Split learners' keys at random between an experiment's two arms (a, b): reproducible from
+    `seed` (whatever the keys' order), and balanced.
+
+    Balanced: the arms differ by at most one learner, and so does each stratum's share of them
+    (`strata` maps a key to its stratum, e.g. experiment_stratum; none: one stratum). How: within
+    each stratum, in a seeded random order, members go to a and b by turns (the pairs); what is
+    left over (one per odd stratum) goes, again in a seeded random order, by turns to a and b,
+    the first to a seeded random arm. So every learner is in a with probability 1/2.
+    Returns each arm's keys, sorted.
+    """
+    rng = random.Random(seed)
+    by_stratum: dict[Hashable, list[int]] = defaultdict(list)
+    for key in sorted(set(keys)):
+        by_stratum[strata[key] if strata is not None else None].append(key)
+    arms: tuple[list[int], list[int]] = ([], [])
+    leftovers = []
+    for stratum in sorted(by_stratum, key=repr):  # a fixed order, whatever the labels' types
+        members = by_stratum[stratum]
+        rng.shuffle(members)
+        if len(members) % 2:
+            leftovers.append(members.pop())
+        arms[0].extend(members[0::2])
+        arms[1].extend(members[1::2])
+    rng.shuffle(leftovers)
+    first = rng.randrange(2)
+    for index, key in enumerate(leftovers):
+        arms[(first + index) % 2].append(key)
+    return sorted(arms[0]), sorted(arms[1])
+
+
+def experiment_arm_of(key: int, seed: int) -> int:
+    """The arm (0 for a, 1 for b) of a learner who joins an experiment after its split: a seeded
+    draw from their key, the same every time it is asked."""
+    return _seeded_digest(seed, key) % 2
 
 
 def groups_reform(
@@ -252,12 +379,34 @@ def groups_reform(
     return moves, dissolved
 
 
+def groups_reform_by_strategy(
+    groups: dict[int, list[Candidate]], strategies: Mapping[int, str], minimum: int, maximum: int,
+    quiet: frozenset[int] | set[int] = frozenset(),
+) -> tuple[dict[int, int], set[int]]:
+    """`groups_reform` within each strategy: `strategies` maps a group's key to how it was formed.
+
+    Groups of different strategies never exchange members (an experiment's arms stay apart), and
+    "random" groups merge regardless of time zone, as they were formed.
+    """
+    moves: dict[int, int] = {}
+    dissolved: set[int] = set()
+    for strategy in sorted(set(strategies[key] for key in groups)):
+        alike = {key: group for key, group in groups.items() if strategies[key] == strategy}
+        if strategy == "random":
+            alike = {key: [Candidate(m.key, 0, m.experience) for m in group] for key, group in alike.items()}
+        strategy_moves, strategy_dissolved = groups_reform(alike, minimum, maximum, quiet)
+        moves.update(strategy_moves)
+        dissolved |= strategy_dissolved
+    return moves, dissolved
+
+
 @dataclass
 class GroupQuality:
     key: object
     size: int
     spread_hours: float
     experience: dict[str, int]
+    strategy: str = ""  # how the group was formed (GroupStrategy's value), when known
 
 
 @dataclass
@@ -265,6 +414,22 @@ class FormationQuality:
     groups: list[GroupQuality]
     learners: int
     ungrouped: int
+    seed: int | None = None  # the formation's seed, when the report is of a formation
+
+    @property
+    def share_mixing_experience(self) -> float:
+        """The share of groups with members of at least two experience levels."""
+        if not self.groups:
+            return 1.0
+        return sum(len(group.experience) >= 2 for group in self.groups) / len(self.groups)
+
+    def per_strategy(self) -> dict[str, "FormationQuality"]:
+        """The same report for each strategy's groups (its learners: their members), in name order."""
+        reports = {}
+        for strategy in sorted({group.strategy for group in self.groups}):
+            rows = [group for group in self.groups if group.strategy == strategy]
+            reports[strategy] = FormationQuality(groups=rows, learners=sum(row.size for row in rows), ungrouped=0, seed=self.seed)
+        return reports
 
     @property
     def smallest(self) -> int:
@@ -282,17 +447,21 @@ class FormationQuality:
         return good / len(self.groups)
 
 
-def formation_quality(groups: dict[object, list[Candidate]], learners: int) -> FormationQuality:
-    """Per group: size, offset spread in hours, experience counts; overall: who is left out."""
+def formation_quality(
+    groups: dict[object, list[Candidate]], learners: int, strategies: Mapping[object, str] | None = None, seed: int | None = None
+) -> FormationQuality:
+    """Per group: size, offset spread in hours, experience counts (and strategy, from `strategies`
+    by group key); overall: who is left out."""
     rows = [
         GroupQuality(
             key=key,
             size=len(members),
             spread_hours=circular_spread([member.utc_offset for member in members]) / 60,
             experience=dict(Counter(member.experience for member in members)),
+            strategy=strategies[key] if strategies else "",
         )
         for key, members in groups.items()
         if members
     ]
     grouped = sum(row.size for row in rows)
-    return FormationQuality(groups=rows, learners=learners, ungrouped=learners - grouped)
+    return FormationQuality(groups=rows, learners=learners, ungrouped=learners - grouped, seed=seed)

@@ -7,6 +7,7 @@ weekly email templates can loop over them without extra queries.
 
 import datetime
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
@@ -25,6 +26,11 @@ def week_send_date(start_date: datetime.date, week_number: int, send_weekday: in
     or after the week's first day (scheduler.due turns it into a moment in each time zone)."""
     begins = week_begins(start_date, week_number)
     return begins + datetime.timedelta(days=(send_weekday - begins.weekday()) % 7)
+
+
+def group_mail_address(group_slug: str) -> str:
+    """A study group's email address, `<slug>@<GROUP_MAIL_DOMAIN>`; empty when group mail is off."""
+    return f"{group_slug}@{settings.GROUP_MAIL_DOMAIN}" if settings.GROUP_MAIL_DOMAIN else ""
 
 
 def _link(title: str, url: str) -> dict | None:
@@ -124,6 +130,19 @@ class Weekday(models.IntegerChoices):
     SUNDAY = 6, "Sunday"
 
 
+class GroupStrategy(models.TextChoices):
+    """How a cohort's study groups are formed (cohorts/grouping.py; issue 16's experiment)."""
+
+    TIMEZONE_EXPERIENCE = "timezone_experience", "Time zone and experience"
+    TIMEZONE = "timezone", "Time zone only"
+    RANDOM = "random", "Random (the 2013 baseline)"
+    EXPERIMENT = "experiment", "Experiment: two strategies compared"
+
+
+# The strategies a group is formed by; an experiment splits its learners between two of them.
+GROUP_FORMING_STRATEGIES = [choice for choice in GroupStrategy.choices if choice[0] != GroupStrategy.EXPERIMENT]
+
+
 class Cohort(models.Model):
     """One round of a course: everyone in it starts week 1 on the same date.
 
@@ -163,6 +182,22 @@ class Cohort(models.Model):
         "group discussion link", max_length=500, blank=True,
         help_text="A web address with {group} in it, replaced by each group's slug, "
         "e.g. https://forum.example.org/c/{group}. Empty: the week's own discussion link.",
+    )
+    group_strategy = models.CharField(
+        "how groups are formed", max_length=30, choices=GroupStrategy.choices, default=GroupStrategy.TIMEZONE_EXPERIENCE,
+        help_text="An experiment splits the round's learners at random between two strategies, each forming its own groups.",
+    )
+    experiment_strategies = models.JSONField(
+        default=list, blank=True,
+        help_text="For an experiment: the two strategies compared, e.g. [\"timezone_experience\", \"random\"].",
+    )
+    # Recorded each time the groups are formed (whatever the strategy): random groups and an
+    # experiment's split are reproducible from it.
+    experiment_seed = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    reform_by_activity = models.BooleanField(
+        "offer moves to active learners in quiet groups", default=False,
+        help_text="From week 3, learners who checked in \u201cI did this week\u201d the last two weeks, in groups "
+        "gone quiet, are offered (by email, one click) a move into an active group of their time band.",
     )
     sending_paused = models.BooleanField(
         default=False, help_text="Stop this cohort's emails until unticked; what fell due meanwhile is sent then, or skipped once too old."
@@ -245,6 +280,12 @@ class Cohort(models.Model):
                     URLValidator(schemes=["http", "https"])(self.group_discussion_url("group-1"))
                 except ValidationError:
                     errors["discussion_url_pattern"] = "This is not a web address (it must start with http:// or https://)."
+        if self.group_strategy == GroupStrategy.EXPERIMENT:
+            forming = {value for value, _ in GROUP_FORMING_STRATEGIES}
+            chosen = self.experiment_strategies if isinstance(self.experiment_strategies, list) else []
+            if len(chosen) != 2 or len(set(chosen)) != 2 or not set(chosen) <= forming:
+                errors["experiment_strategies"] = "An experiment compares two different strategies: choose two of " + ", ".join(
+                    label.lower() for _, label in GROUP_FORMING_STRATEGIES) + "."
         if errors:
             raise ValidationError(errors)
 
@@ -252,8 +293,8 @@ class Cohort(models.Model):
 class StudyGroup(models.Model):
     """A small group of a cohort's learners, close in time zone, mixed in experience.
 
-    Its slug is stable and unique across the site: the group's discussion link uses it,
-    and later its email address will.
+    Its slug is stable and unique across the site: the group's discussion link uses it, and
+    so does its email address (group mail, groupmail/).
     """
 
     cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="groups")
@@ -265,6 +306,8 @@ class StudyGroup(models.Model):
     utc_offset_minutes = models.IntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
     dissolved_at = models.DateTimeField(null=True, blank=True, help_text="Set when re-forming merged it away.")
+    # How it was formed: its cohort's strategy, or in an experiment the arm it belongs to.
+    strategy = models.CharField(max_length=30, choices=GROUP_FORMING_STRATEGIES, default=GroupStrategy.TIMEZONE_EXPERIENCE)
 
     class Meta:
         ordering = ["cohort", "number"]
@@ -275,3 +318,7 @@ class StudyGroup(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def mail_address(self) -> str:
+        return group_mail_address(self.slug)

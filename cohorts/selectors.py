@@ -2,7 +2,8 @@
 
 import datetime
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.conf import settings
+from django.db.models import Min, Prefetch, Q, QuerySet
 
 from cohorts.models import MAX_COURSE_WEEKS, Cohort, Course, StudyGroup, Week, week_begins, week_send_date
 
@@ -43,6 +44,11 @@ def cohort_week_number(cohort: Cohort, today: datetime.date) -> int | None:
 
 def cohort_by_slug(slug: str) -> Cohort | None:
     return Cohort.objects.select_related("course").filter(slug=slug).first()
+
+
+def study_group_by_slug(slug: str) -> StudyGroup | None:
+    """A group that still exists (not merged away by re-forming), with its round and course."""
+    return StudyGroup.objects.select_related("cohort__course").filter(slug=slug, dissolved_at__isnull=True).first()
 
 
 def cohort_by_id(cohort_id: int) -> Cohort | None:
@@ -95,14 +101,19 @@ def cohort_has_groups(cohort: Cohort) -> bool:
     return StudyGroup.objects.filter(cohort=cohort).exists()
 
 
-def cohort_groups_have_place_to_talk(cohort: Cohort) -> bool:
-    """Whether the cohort's groups get somewhere of their own to talk: for now, a discussion link
-    each (the cohort's group discussion link, with {group} in it).
+def cohort_groups_formed_at(cohort: Cohort):
+    """When the cohort's groups were first formed (its first group's creation), or None."""
+    return StudyGroup.objects.filter(cohort=cohort).aggregate(first=Min("created_at"))["first"]
 
-    The one place this is asked (forming groups warns, the cohort's page warns), so that group
-    mail can count as a place once groups have it.
+
+def cohort_groups_have_place_to_talk(cohort: Cohort) -> bool:
+    """Whether the cohort's groups get somewhere of their own to talk: group mail (each group's
+    own address, GROUP_MAIL_DOMAIN set), or a discussion link each (the cohort's group
+    discussion link, with {group} in it).
+
+    The one place this is asked (forming groups warns, the cohort's page warns).
     """
-    return bool(cohort.discussion_url_pattern)
+    return bool(settings.GROUP_MAIL_DOMAIN or cohort.discussion_url_pattern)
 
 
 def course_week(course: Course, number: int) -> Week | None:
@@ -114,3 +125,13 @@ def cohorts_paused_by_fault() -> list[str]:
     is public, so the provider's words stay on the cohort's admin page."""
     paused = Cohort.objects.filter(sending_paused=True).exclude(sending_paused_reason="").order_by("slug")
     return list(paused.values_list("slug", flat=True))
+
+
+def cohorts_reforming_by_activity(today: datetime.date) -> list[Cohort]:
+    """Running rounds that offer moves out of quiet groups (Cohort.reform_by_activity) and are
+    in their week 3 or later: the first in which a group can be judged quiet."""
+    candidates = Cohort.objects.filter(
+        reform_by_activity=True, start_date__lte=today - datetime.timedelta(weeks=2),
+        start_date__gte=today - datetime.timedelta(weeks=MAX_COURSE_WEEKS),
+    ).select_related("course")
+    return [cohort for cohort in candidates if today <= cohort.end_date]

@@ -1,6 +1,7 @@
 """Verbs that change courses and cohorts."""
 
 import datetime
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
-from cohorts.models import Cohort, Course, StudyGroup, Week
+from cohorts.models import Cohort, Course, GroupStrategy, StudyGroup, Week
 
 DEMO_COURSE_FILE = Path(__file__).resolve().parent / "fixtures" / "gentle-python.yaml"
 
@@ -161,23 +162,35 @@ def cohort_lock(cohort_id: int) -> Cohort:
     return Cohort.objects.select_for_update().select_related("course").get(pk=cohort_id)
 
 
-def study_groups_create(cohort: Cohort, centre_offsets: list[int]) -> list[StudyGroup]:
+def study_groups_create(cohort: Cohort, centre_offsets: list[int], strategies: list[str] | None = None) -> list[StudyGroup]:
     """Create one group per offset, numbered after the cohort's existing groups. One query.
 
     Each gets a name, a slug unique across the site (for its discussion link and, later,
-    its email address) and the cohort's discussion link for it.
+    its email address), the cohort's discussion link for it and the strategy it was formed by:
+    `strategies`, one per offset, or else the cohort's own (ValueError for an experiment's
+    groups without theirs: which arm a group belongs to is not the cohort's to say).
     """
+    if strategies is None:
+        if cohort.group_strategy == GroupStrategy.EXPERIMENT:
+            raise ValueError(f"{cohort} runs an experiment: each new group needs the strategy of its arm.")
+        strategies = [cohort.group_strategy] * len(centre_offsets)
     first = (StudyGroup.objects.filter(cohort=cohort).aggregate(last=Max("number"))["last"] or 0) + 1
     groups = []
-    for number, offset in enumerate(centre_offsets, start=first):
+    for number, (offset, strategy) in enumerate(zip(centre_offsets, strategies, strict=True), start=first):
         slug = f"{cohort.slug}-g{number}"
         groups.append(
             StudyGroup(
                 cohort=cohort, number=number, name=f"Group {number}", slug=slug,
-                discussion_url=cohort.group_discussion_url(slug), utc_offset_minutes=offset,
+                discussion_url=cohort.group_discussion_url(slug), utc_offset_minutes=offset, strategy=strategy,
             )
         )
     return StudyGroup.objects.bulk_create(groups)
+
+
+def cohort_seed_record(cohort: Cohort, seed: int) -> None:
+    """Record the seed the cohort's groups were formed with (an experiment's split is reproducible from it)."""
+    Cohort.objects.filter(pk=cohort.pk).update(experiment_seed=seed)
+    cohort.experiment_seed = seed
 
 
 def cohort_group_links_follow(cohort: Cohort, old_pattern: str) -> int:
@@ -212,12 +225,21 @@ def cohort_close_signup(cohort: Cohort, today: datetime.date) -> bool:
     return True
 
 
-def cohort_start_next(cohort: Cohort, weeks_later: int) -> Cohort:
-    """A new cohort with this one's settings, starting `weeks_later` weeks after it.
+def cohort_next_name(cohort: Cohort, start: datetime.date) -> str:
+    """The next round's name, in the series of this one's: "Round 2" after "Round 1" (a name that
+    ends in a number counts on), else "Round starting 28 December 2026"."""
+    numbered = re.fullmatch(r"(.*?)(\d+)", cohort.name)
+    if not numbered:
+        return f"Round starting {start:%-d %B %Y}"
+    number = int(numbered[2]) + 1
+    while Cohort.objects.filter(course=cohort.course_id, name=f"{numbered[1]}{number}").exists():
+        number += 1  # "Round 2" started from "Round 1" already: this one is "Round 3"
+    return f"{numbered[1]}{number}"
 
-    Its signup window keeps the same distance to its start; its name and slug follow the
-    start date. Raises ValidationError when that cohort would be invalid.
-    """
+
+def cohort_next_plan(cohort: Cohort, weeks_later: int) -> Cohort:
+    """The round `cohort_start_next` would create, not saved: for the organizer to check its
+    name and dates first. Raises ValidationError when that cohort would be invalid."""
     shift = datetime.timedelta(weeks=weeks_later)
     start = cohort.start_date + shift
     slug = f"{cohort.course.slug}-{start:%Y-%m-%d}"
@@ -226,7 +248,7 @@ def cohort_start_next(cohort: Cohort, weeks_later: int) -> Cohort:
         slug, suffix = f"{cohort.course.slug}-{start:%Y-%m-%d}-{suffix}", suffix + 1
     new = Cohort(
         course=cohort.course,
-        name=f"Round starting {start:%-d %B %Y}",
+        name=cohort_next_name(cohort, start),
         slug=slug,
         start_date=start,
         signup_opens_on=cohort.signup_opens_on + shift,
@@ -239,8 +261,21 @@ def cohort_start_next(cohort: Cohort, weeks_later: int) -> Cohort:
         group_size_max=cohort.group_size_max,
         groups_form_on=cohort.groups_form_on + shift if cohort.groups_form_on else None,
         discussion_url_pattern=cohort.discussion_url_pattern,
+        group_strategy=cohort.group_strategy,
+        experiment_strategies=list(cohort.experiment_strategies),
     )
     new.full_clean()
+    return new
+
+
+def cohort_start_next(cohort: Cohort, weeks_later: int) -> Cohort:
+    """A new cohort with this one's settings, starting `weeks_later` weeks after it.
+
+    Its signup window keeps the same distance to its start; its name continues this one's
+    (cohort_next_name) and its slug follows the start date. Raises ValidationError when that
+    cohort would be invalid.
+    """
+    new = cohort_next_plan(cohort, weeks_later)
     new.save()
     return new
 

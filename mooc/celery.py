@@ -41,6 +41,14 @@ app.conf.beat_schedule = {
         "schedule": 60 * 60.0,
         "options": {"expires": 55 * 60},
     },
+    # Rounds that re-form by activity: from week 3, learners who did the last two weeks while
+    # their group went quiet are offered a move into an active group (each once per round).
+    # Hourly: an offer follows the check-ins that make a learner eligible within the hour.
+    "group-move-offers": {
+        "task": "signups.tasks.group_move_offers_due",
+        "schedule": 60 * 60.0,
+        "options": {"expires": 55 * 60},
+    },
     # A round that opens (its signup window begins, or an organizer creates one open today)
     # invites its course's waitlist within a quarter of an hour; each learner once per round.
     "waitlist-invite": {
@@ -52,6 +60,13 @@ app.conf.beat_schedule = {
     # this catches what a lost task or an unreachable broker left, within a minute.
     "tracking-events-apply": {
         "task": "scheduler.tasks.tracking_events_apply",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Members' messages to their groups are screened as they arrive (each one queues the task);
+    # this catches what a lost task or an unreachable broker left, and forgets old envelopes.
+    "group-mail-screen": {
+        "task": "groupmail.tasks.inbound_screen_waiting",
         "schedule": 60.0,
         "options": {"expires": 55},
     },

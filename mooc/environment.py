@@ -94,10 +94,13 @@ class Environment:
         return value
 
     def site_url(self, debug: bool, allow_http: bool) -> str:
-        """SITE_URL: any http(s) URL with DEBUG on (default: the local runserver's); with DEBUG
-        off it is required and must be https, unless `allow_http` (ALLOW_HTTP_SITE_URL) says
-        this production-like run is served over plain http on purpose."""
-        value = self.url("SITE_URL", default="http://127.0.0.1:8000" if debug else None, schemes=("http", "https"))
+        """SITE_URL: any http(s) URL with DEBUG on (default: the local runserver's, on SITE_PORT,
+        8000 unless `make run PORT=...` set it: the workers build the emails' links from it, so
+        they must know the web server's port too); with DEBUG off it is required and must be
+        https, unless `allow_http` (ALLOW_HTTP_SITE_URL) says this production-like run is served
+        over plain http on purpose."""
+        local = f"http://127.0.0.1:{self.int('SITE_PORT', default=8000, minimum=1)}" if debug else None
+        value = self.url("SITE_URL", default=local, schemes=("http", "https"))
         if not debug and not allow_http and urlsplit(value).scheme != "https":
             raise ConfigurationError(
                 "SITE_URL",

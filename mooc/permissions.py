@@ -30,13 +30,15 @@ ROLES: dict[str, list[str]] = {
         *_READ_TEMPLATES,
         "cohorts.add_cohort", "cohorts.change_cohort", "cohorts.change_studygroup",
         "cohorts.start_next_round", "cohorts.close_signup", "cohorts.pause_sending", "cohorts.form_groups",
-        "signups.view_learner", "signups.change_learner", "signups.view_enrollment",
+        "signups.view_learner", "signups.change_learner", "signups.view_enrollment", "signups.view_checkin",
         "signups.resend_confirmation", "signups.move_learner", "signups.unsubscribe_learner", "signups.import_learners",
         "signups.lift_suppression",
         "signups.view_suppression", "signups.view_erasure",
         "signups.view_learneremail", "signups.retry_learneremail",
         "scheduler.view_delivery", "scheduler.send_week_now", "scheduler.resend_failed",
         "scheduler.view_trackingevent",
+        "groupmail.view_groupmessage", "groupmail.review_groupmessage", "groupmail.mute_member",
+        "groupmail.close_group_mail",
     ],
     # Edits courses, weeks and email templates; sees no learner data.
     COURSE_EDITOR: [

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "cohorts",
     "signups",
     "scheduler",
+    "groupmail",
 ]
 
 MIDDLEWARE = [
@@ -249,6 +250,23 @@ if not DEBUG and EMAIL_BACKEND.startswith("anymail.") and ":" not in ANYMAIL.get
         "put it in the webhook URLs you give the provider: https://user:password@<site>/anymail/<esp>/tracking/)",
     )
 
+# --- Group mail (groupmail/) ---------------------------------------------------------------
+# Each study group is a small mailing list at <group-slug>@GROUP_MAIL_DOMAIN: the provider's
+# inbound webhook (/anymail/<esp>/inbound/), or in development the local SMTP listener
+# (manage.py group_mail_smtpd, on GROUP_MAIL_SMTP_PORT), hands us what members send; a worker
+# relays it to the other members. Empty: group mail is off (on by default in development). In
+# production, point the domain's MX records at the provider's inbound service.
+GROUP_MAIL_DOMAIN = env.str("GROUP_MAIL_DOMAIN", default="groups.localhost" if DEBUG else "")
+GROUP_MAIL_SMTP_HOST = env.str("GROUP_MAIL_SMTP_HOST", default="127.0.0.1")
+GROUP_MAIL_SMTP_PORT = env.int("GROUP_MAIL_SMTP_PORT", default=2525)
+# A message larger than this is refused (the sender is told); an attachment larger than the
+# other is replaced by a note in every copy.
+GROUP_MAIL_MAX_MESSAGE_BYTES = env.int("GROUP_MAIL_MAX_MESSAGE_BYTES", default=10 * 1024 * 1024)
+GROUP_MAIL_MAX_ATTACHMENT_BYTES = env.int("GROUP_MAIL_MAX_ATTACHMENT_BYTES", default=2 * 1024 * 1024)
+# More than this in an hour, from one member or to one group, is held for an organizer's review.
+GROUP_MAIL_MEMBER_MESSAGES_PER_HOUR = env.int("GROUP_MAIL_MEMBER_MESSAGES_PER_HOUR", default=10)
+GROUP_MAIL_GROUP_MESSAGES_PER_HOUR = env.int("GROUP_MAIL_GROUP_MESSAGES_PER_HOUR", default=30)
+
 # --- Celery -----------------------------------------------------------------------------
 # Our tasks are idempotent (the delivery ledger decides what is sent), so a task is
 # acknowledged only after it ran, and re-queued if its worker dies mid-way.
@@ -299,6 +317,13 @@ DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
 TRANSACTIONAL_QUEUE = env.str("TRANSACTIONAL_QUEUE", default="transactional")
 # Applying the providers' tracking events: short tasks, with the periodic jobs by default.
 TRACKING_EVENTS_QUEUE = env.str("TRACKING_EVENTS_QUEUE", default="celery")
+# Screening members' messages to their groups (groupmail): short tasks, likewise. Their relayed
+# copies go out on DELIVERY_QUEUE, like the weekly emails; the notices to refused senders on
+# TRANSACTIONAL_QUEUE.
+GROUP_MAIL_QUEUE = env.str("GROUP_MAIL_QUEUE", default="celery")
+# How long a web process gathers the tracking events it stores before asking for the apply task
+# once for all of them (scheduler/events.py, ApplyGatherer); 0 asks at every request.
+TRACKING_APPLY_GATHER_MS = env.int("TRACKING_APPLY_GATHER_MS", default=200)
 CELERY_TASK_ROUTES = {
     # What sends many emails goes to the mail queue, behind no periodic job and holding none up;
     # organizers' imports and bulk actions too (long, and they mail many confirmations).
@@ -311,6 +336,7 @@ CELERY_TASK_ROUTES = {
     "scheduler.tasks.email_test_send": {"queue": TRANSACTIONAL_QUEUE},
     # A call to AWS an operator waits for (confirming an SNS subscription): not behind the periodic jobs.
     "scheduler.tasks.sns_subscription_confirm": {"queue": TRANSACTIONAL_QUEUE},
+    "groupmail.tasks.sender_notice_send": {"queue": TRANSACTIONAL_QUEUE},
 }
 
 # --- Learners' own emails: confirmation, manage link (signups/emails.py) ----------------------

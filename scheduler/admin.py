@@ -23,10 +23,12 @@ from mooc.admin_paging import EstimatedCountPaginator
 from cohorts.models import Cohort, Course
 from cohorts.services import cohort_sending_pause
 from mooc.permissions import admin_action
+from scheduler.forecast import cohort_week_ahead
 from scheduler.planning import deliveries_resend_failed, deliveries_send_week_now
 from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion, TrackingEvent
 from scheduler.selectors import (
     QUIET_AFTER_WEEKS, cohort_delivery_summary, learner_activity, learners_quiet, preview_context, sample_contexts,
+    sending_when, worker_absence,
 )
 from scheduler.services import (
     TestSendNotQueued, delivery_header, email_render, email_test_queue, template_restore, template_version_save,
@@ -35,14 +37,14 @@ from signups.admin import LearnerAdmin, LearnerPageSection
 from scheduler.simulation import simulation_allowed
 from signups.emails import ENQUEUE_RETRY_POLICY
 from signups.selectors import learner_ids_with_email
-from scheduler.templating import FILTERS, LIMITS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_check, markdown_to_html_template
+from scheduler.templating import FILTERS, LIMITS, SUBJECT_MAX_LENGTH, VARIABLES, TemplateProblem, email_problems, markdown_to_html_template
 
 
 class EmailTemplateForm(forms.ModelForm):
     subject = forms.CharField(widget=forms.TextInput(attrs={"size": 100}), help_text=f"One line, at most {SUBJECT_MAX_LENGTH} characters.")
     body = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 28, "cols": 100, "spellcheck": "true"}),
-        help_text="Markdown: ## headings, **bold**, - lists, [link text](url). Variables and conditions as listed.",
+        help_text="Markdown: ## headings, **bold**, - lists, [link text](url), a backslash at the end of a line to keep its line break. Variables and conditions as listed.",
     )
 
     class Meta:
@@ -64,9 +66,7 @@ class EmailTemplateForm(forms.ModelForm):
         if cleaned.get("kind") == EmailKind.WEEK and course and not 1 <= (cleaned.get("week_number") or 0) <= course.week_count:
             self.add_error("week_number", f"A weekly email needs a week between 1 and {course.week_count}.")
         if "subject" in cleaned and "body" in cleaned:
-            try:
-                email_check(cleaned["subject"], cleaned["body"], sample_contexts())
-            except TemplateProblem as problem:
+            for problem in email_problems(cleaned["subject"], cleaned["body"], sample_contexts()):
                 self.add_error(problem.field, str(problem))
         return cleaned
 
@@ -117,7 +117,8 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         ]
 
     def preview_view(self, request):
-        """Render what is in the editor, unsaved, for a sample learner: JSON for the live preview.
+        """Render what is in the editor, unsaved, for a sample learner: JSON for the live preview,
+        its parts, or `errors`: every problem found, each a sentence for staff.
 
         Anyone who may read templates may preview; as a real learner of the cohort (their name,
         never their links or address) only those who may see learners.
@@ -125,10 +126,10 @@ class EmailTemplateAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         if request.method != "POST":
-            return JsonResponse({"error": "Not allowed."}, status=405)
+            return JsonResponse({"errors": ["Not allowed."]}, status=405)
         course = Course.objects.filter(pk=request.POST.get("course") or None).first()
         if course is None:
-            return JsonResponse({"error": "Choose the course first."}, status=400)
+            return JsonResponse({"errors": ["Choose the course first."]}, status=400)
         kind = request.POST.get("kind") or EmailKind.WEEK
         try:
             week_number = int(request.POST.get("week_number") or 0)
@@ -136,16 +137,15 @@ class EmailTemplateAdmin(admin.ModelAdmin):
             week_number = 0
         cohort = Cohort.objects.filter(course=course, pk=request.POST.get("preview_cohort") or None).first()
         subject, body = request.POST.get("subject", ""), request.POST.get("body", "")
-        try:
-            email_check(subject, body, sample_contexts())
-        except TemplateProblem as problem:
-            return JsonResponse({"error": f"{problem.field.capitalize()}: {problem}"})
+        problems = email_problems(subject, body, sample_contexts())
+        if problems:
+            return JsonResponse({"errors": [f"{problem.field.capitalize()}: {problem}" for problem in problems]})
         context, who = preview_context(course, cohort, kind, week_number, real_learner=request.user.has_perm("signups.view_learner"))
         unsaved = SimpleNamespace(pk=None, subject=subject, body=body, body_html=markdown_to_html_template(body))
         try:
             rendered = email_render(unsaved, context, delivery_header(kind, cohort.slug if cohort else None, week_number, "preview"))
         except TemplateError as error:  # a real learner's data can be bigger than the samples
-            return JsonResponse({"error": f"This email cannot be made for {who}: {error}"})
+            return JsonResponse({"errors": [f"This email cannot be made for {who}: {error}"]})
         return JsonResponse({"subject": rendered.subject, "html": rendered.html, "text": rendered.text, "who": who})
 
     def test_send_view(self, request, pk):
@@ -274,7 +274,7 @@ def resend_failed(modeladmin, request, queryset):
         kind, number = form.chosen()
         now = timezone.now()
         count = sum(deliveries_resend_failed(cohort, kind, number, now) for cohort in queryset)
-        modeladmin.message_user(request, f"{count} failed email{'s' if count != 1 else ''} will be sent again within a minute.")
+        modeladmin.message_user(request, f"{count} failed email{'s' if count != 1 else ''} will be sent again {sending_when(now)}.")
         return None
     return action_form_response(
         modeladmin, request, queryset, form, action="resend_failed", title="Resend an email to those it failed for",
@@ -293,7 +293,7 @@ def send_week_now(modeladmin, request, queryset):
         _, number = form.chosen()
         now = timezone.now()
         count = sum(deliveries_send_week_now(cohort, number, now) for cohort in queryset)
-        modeladmin.message_user(request, f"Week {number} goes to {count} learner{'s' if count != 1 else ''} within a minute.")
+        modeladmin.message_user(request, f"Week {number} goes to {count} learner{'s' if count != 1 else ''} {sending_when(now)}.")
         return None
     return action_form_response(
         modeladmin, request, queryset, form, action="send_week_now", title="Send a week now",
@@ -321,10 +321,25 @@ def simulate_events(modeladmin, request, queryset):
         return
     modeladmin.message_user(
         request, f"A worker is making up the tracking events of the outbox's emails for {len(cohort_ids)} "
-        f"cohort{'s' if len(cohort_ids) != 1 else ''}: they show within a minute.",
+        f"cohort{'s' if len(cohort_ids) != 1 else ''}: they show {sending_when(timezone.now())}.",
     )
 
 
+def cohort_forecast_section(cohort, today, user, query) -> dict:
+    """What is due in the next 7 days (scheduler/forecast.py: the same code as send_due): counts
+    only, so anyone who may see the cohort sees it."""
+    now = timezone.now()
+    return {"now": now, "paused": cohort.sending_paused, "server_zone": settings.TIME_ZONE,
+            **({} if cohort.sending_paused else cohort_week_ahead(cohort, now))}
+
+
+def worker_banner_section(cohort, today, user, query) -> dict:
+    """At the top of the cohort's page: a warning when no worker reports in (nothing is sent)."""
+    return {"absence": worker_absence(timezone.now())}
+
+
+CohortAdmin.page_sections.append(CohortPageSection("Workers", "admin/scheduler/worker_banner.html", worker_banner_section, top=True))
+CohortAdmin.page_sections.append(CohortPageSection("Due in the next 7 days", "admin/scheduler/cohort_forecast.html", cohort_forecast_section))
 CohortAdmin.page_sections.append(CohortPageSection("Emails sent", "admin/scheduler/cohort_deliveries.html", cohort_deliveries_section))
 
 
@@ -429,3 +444,4 @@ class TrackingEventAdmin(_ExactSearchReadOnlyAdmin):
 
 
 from scheduler import admin_dashboard  # noqa: E402,F401  the dashboards' pages, on the cohort's and course's admin
+from scheduler import admin_outcomes  # noqa: E402,F401  the outcome report's pages, beside the dashboards

@@ -124,8 +124,16 @@ def cohort_dashboard_view(model_admin, request, cohort_id):
             reverse("admin:cohorts_cohort_dashboard_csv", args=[cohort.pk, "learners"])
             if request.user.has_perm(LEARNERS_PERMISSION) else None
         ),
+        "outcomes_url": _outcomes_url(request, "admin:cohorts_cohort_outcomes", cohort.pk),
     }
     return TemplateResponse(request, "admin/scheduler/dashboard/cohort.html", context)
+
+
+def _outcomes_url(request, url_name: str, pk: int) -> str | None:
+    """The outcome report's link, for those who may open it (scheduler/admin_outcomes.py)."""
+    from scheduler.admin_outcomes import outcomes_allowed  # it uses this module's CSV writer
+
+    return reverse(url_name, args=[pk]) if outcomes_allowed(request.user) else None
 
 
 def cohort_dashboard_csv_view(model_admin, request, cohort_id, table):
@@ -158,6 +166,7 @@ def course_dashboard_view(model_admin, request, course_id):
         ],
         "any_unreported": any(not reported for _, _, reported in board.rounds),
         "csv_url": reverse("admin:cohorts_course_dashboard_csv", args=[course.pk]),
+        "outcomes_url": _outcomes_url(request, "admin:cohorts_course_outcomes", course.pk),
     }
     return TemplateResponse(request, "admin/scheduler/dashboard/course.html", context)
 

@@ -53,16 +53,19 @@ def rows_skip_too_late(ids, now: datetime.datetime) -> int:
     for their template with that reason. Checked when rows are claimed, not only when planned,
     so a week never arrives days late after an outage."""
     late = rows_ready(now).filter(pk__in=ids, due_at__lt=catch_up_cutoff(now))
-    limit = settings.DELIVERY_CATCH_UP_LIMIT
     no_template = late.filter(reason_code=Reason.WAITING_FOR_TEMPLATE).update(
-        status=Status.SKIPPED, reason_code=Reason.NO_TEMPLATE,
-        reason=f"no email template within {limit} of the due moment (add one, then send the week now)",
+        status=Status.SKIPPED, reason_code=Reason.NO_TEMPLATE, reason=too_late_detail(Reason.NO_TEMPLATE),
     )
-    too_late = late.update(
-        status=Status.SKIPPED, reason_code=Reason.TOO_LATE,
-        reason=f"due more than {limit} ago while nothing was sending: skipped rather than sent late",
-    )
+    too_late = late.update(status=Status.SKIPPED, reason_code=Reason.TOO_LATE, reason=too_late_detail(Reason.TOO_LATE))
     return no_template + too_late
+
+
+def too_late_detail(code: str) -> str:
+    """The reason a row skipped for the catch-up window gives (TOO_LATE or NO_TEMPLATE)."""
+    limit = settings.DELIVERY_CATCH_UP_LIMIT
+    if code == Reason.NO_TEMPLATE:
+        return f"no email template within {limit} of the due moment (add one, then send the week now)"
+    return f"due more than {limit} ago while nothing was sending: skipped rather than sent late"
 
 
 def rows_claim(ids, now: datetime.datetime) -> uuid.UUID | None:

@@ -25,6 +25,13 @@ class EmailKind(models.TextChoices):
     WELCOME = "welcome", "Welcome (after confirmation)"
     GROUP_INTRO = "group_intro", "Group introduction"
     COURSE_END = "course_end", "Course end"
+    # A study group member's message relayed to the others (groupmail): no template, the
+    # member's own words; one ledger row per message and recipient (Delivery.relayed_message).
+    GROUP_MESSAGE = "group_message", "Group message (relayed)"
+
+
+# What staff write templates for: every kind but the members' own messages.
+TEMPLATE_KINDS = [(value, label) for value, label in EmailKind.choices if value != EmailKind.GROUP_MESSAGE]
 
 
 class EmailTemplate(models.Model):
@@ -39,7 +46,7 @@ class EmailTemplate(models.Model):
         "cohorts.Cohort", on_delete=models.CASCADE, null=True, blank=True, related_name="email_templates",
         help_text="Empty: the course's template. A cohort: an override for that cohort only.",
     )
-    kind = models.CharField(max_length=20, choices=EmailKind.choices, default=EmailKind.WEEK)
+    kind = models.CharField(max_length=20, choices=TEMPLATE_KINDS, default=EmailKind.WEEK)
     week_number = models.PositiveSmallIntegerField(default=0, help_text="For weekly emails: the week (1, 2, ...). 0 otherwise.")
     current_version = models.ForeignKey(
         "EmailTemplateVersion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -96,7 +103,8 @@ class EmailTemplateVersion(models.Model):
 
 
 class Delivery(models.Model):
-    """The delivery ledger: one row per (learner, cohort, email kind, week), unique in the database.
+    """The delivery ledger: one row per (learner, cohort, email kind, week, relayed message), unique
+    in the database.
 
     It is the single source of truth for what was sent. The unique constraint, not luck, is
     what prevents a second send: a row is created once, and only the one process that flips
@@ -114,6 +122,9 @@ class Delivery(models.Model):
     cohort = models.ForeignKey("cohorts.Cohort", on_delete=models.CASCADE, related_name="deliveries")
     kind = models.CharField(max_length=20, choices=EmailKind.choices)
     week_number = models.PositiveSmallIntegerField(default=0)
+    # For a relayed group message: the message's id in groupmail (an id, not a key: the ledger
+    # knows nothing of the apps above it). 0 for the course's own emails, like week_number.
+    relayed_message = models.PositiveBigIntegerField(default=0, db_default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
     due_at = models.DateTimeField(help_text="When the email became due for this learner.")
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -169,7 +180,9 @@ class Delivery(models.Model):
         ]
         ordering = ["due_at", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["learner", "cohort", "kind", "week_number"], name="delivery_once_per_learner_email"),
+            models.UniqueConstraint(
+                fields=["learner", "cohort", "kind", "week_number", "relayed_message"], name="delivery_once_per_learner_email"
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="delivery_status_next"),

@@ -5,8 +5,10 @@ files back and shows each message as a learner's mail client would.
 """
 
 import email
+import email.message
 import email.parser
 import email.policy
+import itertools
 import os
 import re
 import uuid
@@ -20,6 +22,7 @@ from django.utils import timezone
 MESSAGE_FILE_NAME = re.compile(r"^[0-9TZ.-]+-[0-9a-f]{12}\.eml$")
 # The EMAIL_BACKEND of development: what sends to the outbox (and what the simulated events need).
 OUTBOX_BACKEND = "scheduler.outbox.OutboxEmailBackend"
+OUTBOX_PAGE_SIZE = 50
 
 
 def outbox_dir() -> Path:
@@ -65,32 +68,69 @@ class OutboxMessage:
     attachments: list[str] = field(default_factory=list)
 
 
-def _read(path: Path, with_body: bool) -> OutboxMessage:
-    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-    message = OutboxMessage(
-        name=path.name,
+def _header_block(path: Path) -> email.message.Message:
+    """A message's headers alone: the file is read up to the blank line that ends them, and no
+    further, so listing a full outbox never reads (let alone parses) a body."""
+    lines = []
+    with open(path, "rb") as message_file:
+        for line in message_file:
+            if line in (b"\r\n", b"\n"):
+                break
+            lines.append(line)
+    return email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(b"".join(lines))
+
+
+def _summary(name: str, parsed: email.message.Message) -> OutboxMessage:
+    return OutboxMessage(
+        name=name,
         subject=str(parsed.get("Subject", "")),
         sender=str(parsed.get("From", "")),
         to=str(parsed.get("To", "")),
         date=str(parsed.get("Date", "")),
     )
-    if with_body:
-        message.headers = [(key, str(value)) for key, value in parsed.items()]
-        text_part = parsed.get_body(preferencelist=("plain",))
-        html_part = parsed.get_body(preferencelist=("html",))
-        message.text = text_part.get_content() if text_part is not None else None
-        message.html = html_part.get_content() if html_part is not None else None
-        message.attachments = [part.get_filename() or "(unnamed)" for part in parsed.iter_attachments()]
-    return message
+
+
+def _names_newest_first(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    # The names start with the moment of sending (OutboxEmailBackend): sorting them sorts by time.
+    return sorted((entry.name for entry in os.scandir(folder) if MESSAGE_FILE_NAME.match(entry.name)), reverse=True)
 
 
 def outbox_messages(limit: int = 200) -> list[OutboxMessage]:
     """The newest `limit` messages in the outbox, newest first (headers only)."""
     folder = outbox_dir()
-    if not folder.is_dir():
-        return []
-    names = sorted((entry.name for entry in os.scandir(folder) if MESSAGE_FILE_NAME.match(entry.name)), reverse=True)
-    return [_read(folder / name, with_body=False) for name in names[:limit]]
+    return [_summary(name, _header_block(folder / name)) for name in _names_newest_first(folder)[:limit]]
+
+
+@dataclass(frozen=True)
+class OutboxPage:
+    messages: list[OutboxMessage]
+    number: int
+    has_previous: bool
+    has_next: bool
+
+
+def outbox_page(number: int = 1, query: str = "", per_page: int | None = None) -> OutboxPage:
+    """Page `number` (from 1) of the outbox, newest first, of the messages whose recipient (To)
+    or subject contains `query`, in any case; every message when the query is blank.
+
+    Reads headers only, and only as many files as the page needs: without a query the page's
+    own; with one, files from the newest until one match past the page (to know there is a next).
+    """
+    per_page = per_page or OUTBOX_PAGE_SIZE
+    folder = outbox_dir()
+    names = _names_newest_first(folder)
+    number = max(number, 1)
+    start = (number - 1) * per_page
+    needle = query.strip().casefold()
+    if needle:
+        summaries = (_summary(name, _header_block(folder / name)) for name in names)
+        matches = (message for message in summaries if needle in message.to.casefold() or needle in message.subject.casefold())
+        window = list(itertools.islice(matches, start, start + per_page + 1))
+    else:
+        window = [_summary(name, _header_block(folder / name)) for name in names[start:start + per_page + 1]]
+    return OutboxPage(messages=window[:per_page], number=number, has_previous=number > 1, has_next=len(window) > per_page)
 
 
 def outbox_delivery_ids() -> set[int]:
@@ -125,4 +165,14 @@ def outbox_message_path(name: str) -> Path | None:
 def outbox_message(name: str) -> OutboxMessage | None:
     """One outbox message with its headers, text and HTML parts; None when there is none."""
     path = outbox_message_path(name)
-    return _read(path, with_body=True) if path is not None else None
+    if path is None:
+        return None
+    parsed = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    message = _summary(name, parsed)
+    message.headers = [(key, str(value)) for key, value in parsed.items()]
+    text_part = parsed.get_body(preferencelist=("plain",))
+    html_part = parsed.get_body(preferencelist=("html",))
+    message.text = text_part.get_content() if text_part is not None else None
+    message.html = html_part.get_content() if html_part is not None else None
+    message.attachments = [part.get_filename() or "(unnamed)" for part in parsed.iter_attachments()]
+    return message

@@ -30,7 +30,7 @@ from django.db.models.functions import Coalesce
 from cohorts.models import Cohort
 from cohorts.models import week_begins
 from scheduler.due import cohort_week_due
-from scheduler.ledger import Reason, catch_up_cutoff, rows_ready, rows_reclaim, rows_send_again
+from scheduler.ledger import Reason, catch_up_cutoff, rows_ready, rows_reclaim, rows_send_again, too_late_detail
 from scheduler.models import CohortPlanning, Delivery, EmailKind
 from signups.selectors import enrollments_mailable
 
@@ -50,6 +50,7 @@ class DispatchReport:
     returned_to_pending: int = 0
     ambiguous: int = 0
     overdue: int = 0
+    forecast: list = field(default_factory=list)  # dry run: scheduler.forecast.ForecastLine, what each row would do
 
 
 def _learners_with_row(cohort: Cohort, kind: str, week_number: int, among: list[int] | None = None) -> set[int]:
@@ -130,7 +131,6 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime, since: datetime.dateti
     who became mailable or were grouped after it. Without, every mailable learner. A
     generator over streamed queries: a cohort of any size is planned in bounded memory.
     """
-    limit = settings.DELIVERY_CATCH_UP_LIMIT
     cutoff = catch_up_cutoff(now)
     recent = cutoff - datetime.timedelta(days=1)
     emails = _emails_in_window(cohort, now)
@@ -139,8 +139,7 @@ def _planned_rows(cohort: Cohort, now: datetime.datetime, since: datetime.dateti
     def row(learner_id, kind, week_number, due_at):
         # Whether the email has a template yet is the sender's question (it waits for one).
         if due_at < cutoff:
-            return PlannedRow(learner_id, kind, week_number, Delivery.Status.SKIPPED, due_at, Reason.TOO_LATE,
-                              f"due more than {limit} ago while nothing was sending: skipped rather than sent late")
+            return PlannedRow(learner_id, kind, week_number, Delivery.Status.SKIPPED, due_at, Reason.TOO_LATE, too_late_detail(Reason.TOO_LATE))
         return PlannedRow(learner_id, kind, week_number, Delivery.Status.PENDING, due_at, Reason.NONE, "")
 
     def weekly_rows(kind, week_number, learners, among=None):
@@ -217,21 +216,32 @@ def _full_pass_due(mark: CohortPlanning | None, cohort: Cohort, now: datetime.da
     )
 
 
-def _cohort_plan(cohort: Cohort, mark: CohortPlanning | None, now: datetime.datetime, report: DispatchReport, dry_run: bool) -> None:
-    """Plan one cohort: the rows it is missing go into the ledger, and its mark moves to `now`."""
+def cohort_rows_missing(cohort: Cohort, mark: CohortPlanning | None, now: datetime.datetime) -> tuple[bool, Iterator[PlannedRow]]:
+    """The rows a pass at `now` puts in the ledger for this cohort (all of them, or what changed
+    since its mark), and whether that is a full pass. The dispatch and its forecast
+    (scheduler/forecast.py) both plan with this."""
     full = _full_pass_due(mark, cohort, now)
     since = None if full else mark.planned_through - PLANNING_OVERLAP
     timezones = [] if full else mark.timezones
+    return full, _planned_rows(cohort, now, since=since, timezones=timezones)
+
+
+def rows_to_queue(now: datetime.datetime):
+    """The ready rows a pass at `now` queues: never queued, or queued so long ago the message may be lost."""
+    return rows_ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queue_again_after()))
+
+
+def _cohort_plan(cohort: Cohort, mark: CohortPlanning | None, now: datetime.datetime, report: DispatchReport) -> None:
+    """Plan one cohort: the rows it is missing go into the ledger, and its mark moves to `now`."""
+    full, planned_rows = cohort_rows_missing(cohort, mark, now)
+    since = None if full else mark.planned_through - PLANNING_OVERLAP
     batch: list[PlannedRow] = []
-    for planned in _planned_rows(cohort, now, since=since, timezones=timezones):
+    for planned in planned_rows:
         report.planned[(cohort.slug, planned.kind, planned.week_number, planned.status)] += 1
-        if not dry_run:
-            batch.append(planned)
-            if len(batch) >= PLAN_BATCH:
-                _ledger_insert(cohort, batch, now)
-                batch = []
-    if dry_run:
-        return
+        batch.append(planned)
+        if len(batch) >= PLAN_BATCH:
+            _ledger_insert(cohort, batch, now)
+            batch = []
     if batch:
         _ledger_insert(cohort, batch, now)
     mailable = enrollments_mailable(cohort)
@@ -272,37 +282,58 @@ def deliveries_overdue(now: datetime.datetime) -> int:
     ).count()
 
 
-def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False) -> DispatchReport:
+def deliveries_dispatch(now: datetime.datetime, dry_run: bool = False, overdue_check: bool = True) -> DispatchReport:
     """One dispatch pass: reclaim, insert what fell due, and pick the ready rows in chunks.
 
     Idempotent and safe to run concurrently (the ledger's unique constraint). With dry_run,
-    reports what it would do and changes nothing. The caller queues (or sends) the chunks.
+    reports what it would do and changes nothing: `ready` then counts only the rows the
+    sender would send (scheduler/forecast.py, which also says why the others would not go),
+    and `forecast` has the pass's every outcome. The caller queues (or sends) the chunks.
+    Without overdue_check the caller, which sends the chunks itself (send_due), checks what
+    is overdue after sending them (deliveries_overdue_check): not before, while they wait.
     """
+    if dry_run:
+        from scheduler.forecast import deliveries_forecast  # the forecast plans with this module
+
+        return _dry_run_report(deliveries_forecast(now))
     report = DispatchReport()
-    if not dry_run:
-        report.returned_to_pending, report.ambiguous = rows_reclaim(now)
-        if report.ambiguous:
-            logger.warning("%d deliveries were interrupted during the provider call and need an organizer's look", report.ambiguous)
+    report.returned_to_pending, report.ambiguous = rows_reclaim(now)
+    if report.ambiguous:
+        logger.warning("%d deliveries were interrupted during the provider call and need an organizer's look", report.ambiguous)
     cohorts = list(cohorts_sending(now))
     marks = {mark.cohort_id: mark for mark in CohortPlanning.objects.filter(cohort__in=cohorts)}
     for cohort in cohorts:
-        _cohort_plan(cohort, marks.get(cohort.pk), now, report, dry_run)
-    ready = rows_ready(now).filter(Q(queued_at__isnull=True) | Q(queued_at__lt=now - queue_again_after()))
+        _cohort_plan(cohort, marks.get(cohort.pk), now, report)
+    ready = rows_to_queue(now)
     for group in ready.order_by().values("cohort__slug", "kind", "week_number").annotate(count=Count("pk")):
         report.ready[(group["cohort__slug"], group["kind"], group["week_number"])] += group["count"]
-    if dry_run:
-        for (slug, kind, week_number, status), count in report.planned.items():
-            if status == Delivery.Status.PENDING:
-                report.ready[(slug, kind, week_number)] += count
-        return report
     ids = list(ready.order_by("due_at", "pk").values_list("pk", flat=True))
     size = settings.DELIVERY_CHUNK_SIZE
     report.chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
     for start in range(0, len(ids), PLAN_BATCH):
         Delivery.objects.filter(pk__in=ids[start : start + PLAN_BATCH]).update(queued_at=now)
-    report.overdue = deliveries_overdue(now)
-    _overdue_log(report.overdue)
+    if overdue_check:
+        report.overdue = deliveries_overdue_check(now)
     return report
+
+
+def _dry_run_report(rows) -> DispatchReport:
+    from scheduler.forecast import SEND, forecast_lines
+
+    report = DispatchReport(forecast=forecast_lines(rows))
+    for row in rows:
+        if row.outcome == SEND:
+            report.ready[(row.cohort_slug, row.kind, row.week_number)] += 1
+        if row.planned_status:
+            report.planned[(row.cohort_slug, row.kind, row.week_number, row.planned_status)] += 1
+    return report
+
+
+def deliveries_overdue_check(now: datetime.datetime) -> int:
+    """How many emails are overdue (deliveries_overdue), logged when that changes."""
+    overdue = deliveries_overdue(now)
+    _overdue_log(overdue)
+    return overdue
 
 
 def _overdue_log(overdue: int) -> None:
@@ -344,3 +375,26 @@ def deliveries_send_week_now(cohort: Cohort, week_number: int, now: datetime.dat
                          created_at=now, reason_code=Reason.ORGANIZER, reason="sent now by an organizer") for learner_id in missing]
         Delivery.objects.bulk_create(rows, batch_size=5000, ignore_conflicts=True)
     return revived + len(rows)
+
+
+def deliveries_queue(ids: list[int], now: datetime.datetime) -> None:
+    """Queue ledger rows for sending at once, in chunks, once the caller's transaction commits
+    (rows that must not wait for the next dispatch pass, such as a group message's copies).
+    Rows the broker did not take are left unqueued, for the next pass to queue."""
+    if not ids:
+        return
+    from scheduler.tasks import deliveries_send_chunk
+
+    Delivery.objects.filter(pk__in=ids).update(queued_at=now)
+    size = settings.DELIVERY_CHUNK_SIZE
+    chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
+
+    def queue():
+        for chunk in chunks:
+            try:
+                deliveries_send_chunk.apply_async(args=[chunk], queue=settings.DELIVERY_QUEUE)
+            except Exception as error:  # the broker is down: dispatch queues them within a minute of its return
+                logger.warning("Could not queue %d deliveries: %s", len(chunk), error)
+                Delivery.objects.filter(pk__in=chunk, status=Delivery.Status.PENDING).update(queued_at=None)
+
+    transaction.on_commit(queue)

@@ -132,9 +132,30 @@ def _smtp_outcome(error: smtplib.SMTPException) -> Outcome:
     return Outcome.AMBIGUOUS
 
 
+def _answer_text(message) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else str(message)
+    return " ".join(text.split())
+
+
 def error_describe(error: BaseException) -> str:
+    """An error as a sentence an organizer reads on the cohort's page (a failed row's reason):
+    who refused, with the server's code and words, never Python's repr of them."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        refusals = [f"{address} ({code} {_answer_text(message)})" for address, (code, message) in error.recipients.items()]
+        text = f"The mail server refused the recipient{'s' if len(refusals) != 1 else ''}: {'; '.join(refusals)}."
+    elif isinstance(error, smtplib.SMTPSenderRefused):
+        text = f"The mail server refused our sender address {error.sender}: {error.smtp_code} {_answer_text(error.smtp_error)}."
+    elif isinstance(error, smtplib.SMTPResponseException):
+        text = f"The mail server answered {error.smtp_code} {_answer_text(error.smtp_error)}."
+    elif getattr(error, "status_code", None):  # an Anymail API error: the provider's HTTP answer
+        text = f"The provider answered HTTP {error.status_code}: {_safe_str(error)}"
+    else:
+        text = f"{type(error).__name__}: {_safe_str(error)}"
+    return text[:2000]
+
+
+def _safe_str(error: BaseException) -> str:
     try:
-        text = str(error)
+        return str(error)
     except Exception:  # some provider errors cannot describe themselves without a response
-        text = repr(error)
-    return f"{type(error).__name__}: {text}"[:2000]
+        return repr(error)

@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 
+from cohorts.models import group_mail_address
 from cohorts.selectors import cohort_week_on
 from scheduler.models import WORKER_HEARTBEAT, Heartbeat
 
@@ -21,6 +22,28 @@ def heartbeat_status(now: datetime.datetime, name: str = WORKER_HEARTBEAT) -> di
         "last_seen": seen_at.isoformat(),
         "seconds_ago": seconds_ago,
     }
+
+
+def worker_absence(now: datetime.datetime) -> str | None:
+    """Why emails will not go out by themselves now: no recent worker heartbeat (a sentence for
+    the admin's banner), or None while a worker reports in."""
+    status = heartbeat_status(now)
+    if status["ok"]:
+        return None
+    start = ("Start the workers (make run starts them; see Procfile.dev), or run "
+             "“python manage.py send_due” for one pass by hand.")
+    if status["last_seen"] is None:
+        return f"No worker has ever reported in: nothing is sent, and no job runs, until one does. {start}"
+    minutes = status["seconds_ago"] // 60
+    seen = datetime.datetime.fromisoformat(status["last_seen"]).astimezone(datetime.UTC)
+    return (f"No worker has reported in for {minutes} minute{'s' if minutes != 1 else ''} (last at {seen:%a %-d %b %H:%M} UTC): "
+            f"nothing is sent, and no job runs, until one does. {start}")
+
+
+def sending_when(now: datetime.datetime) -> str:
+    """When something queued now goes out, for a message to an organizer: "within a minute"
+    only while a worker reports in."""
+    return "within a minute" if worker_absence(now) is None else "once a worker runs (none has reported in recently)"
 
 
 # --- What an email's template sees: plain data only, never models ------------------------------
@@ -50,10 +73,18 @@ def week_context(week, week_count: int) -> dict:
     }
 
 
+def group_page_url(links: dict, group_slug: str) -> str:
+    """A member's link to their group's page (groupmail's, under their own page's signed link)."""
+    return f"{links['manage']}group/{group_slug}/"
+
+
 def email_context(
-    *, first_name, timezone_name, course, cohort, week, group, members, moved_from, links, current_week=0, dropped_back_from=""
+    *, first_name, timezone_name, course, cohort, week, group, members, moved_from, links, current_week=0, dropped_back_from="",
+    last_checkin=None,
 ) -> dict:
-    """Everything a template may use (the documented variables), from plain parts."""
+    """Everything a template may use (the documented variables), from plain parts. `links` holds
+    the learner's links and, when the email is about a week, its check-in links (else empty);
+    `last_checkin` is {"week", "answer"} or None (signups.checkins.checkins_last_of)."""
     return {
         "learner": {"first_name": first_name or "there", "timezone": timezone_name, "dropped_back_from": dropped_back_from},
         # A round keeps the length the course had when it started.
@@ -66,16 +97,25 @@ def email_context(
         "group": (
             {
                 "name": group.name,
-                "discussion_url": group.discussion_url,
+                # Where the group talks: the cohort's forum for it, else the group's own page here.
+                "discussion_url": group.discussion_url or group_page_url(links, group.slug),
+                "page_url": group_page_url(links, group.slug),
                 "members": [{"first_name": m["first_name"], "timezone": m["timezone"]} for m in members],
-                "email": "",
+                # The group's address, which the email's Reply-To names too; empty when group mail is off.
+                "email": group.mail_address,
                 "moved_from": moved_from,
             }
             if group
             else None
         ),
-        "links": links,
+        "links": {**NO_CHECKIN_LINKS, **links},
+        # The learner's last answer before this email's week: one paragraph may adapt to it.
+        "checkin": {"last": {"week": last_checkin["week"], "answer": last_checkin["answer"]} if last_checkin else None},
     }
+
+
+# An email about no week (a welcome before the round is known, say) has no check-in links.
+NO_CHECKIN_LINKS = {"checkin_done": "", "checkin_behind": "", "checkin_stuck": ""}
 
 
 # The save check's made-up learners are as big as real ones get, so that a template's cost on
@@ -97,11 +137,15 @@ def _sample_url(path: str, length: int) -> str:
 
 
 def _sample_links() -> dict:
-    """Links shaped and sized like a real learner's (learner_links: SITE_URL/me/<signed token>/),
-    with a made-up path in place of the token: nothing here opens anyone's page."""
-    from signups.tokens import learner_token
+    """Links shaped and sized like a real learner's (learner_links: SITE_URL/me/<signed token>/,
+    checkin_links: SITE_URL/checkin/<signed token>/done/), with a made-up path in place of the
+    tokens: nothing here opens anyone's page."""
+    from cohorts.models import MAX_COURSE_WEEKS
+    from signups.tokens import checkin_token, learner_token
 
-    return preview_links("sample-".ljust(len(learner_token(uuid.UUID(int=0))), "x"))  # the token itself is thrown away
+    # The tokens themselves are thrown away: only their longest lengths are kept.
+    checkin_length = len(checkin_token(uuid.UUID(int=0), 2**31 - 1, MAX_COURSE_WEEKS))
+    return preview_links("sample-".ljust(len(learner_token(uuid.UUID(int=0))), "x"), "sample-".ljust(checkin_length, "x"))
 
 
 def sample_contexts() -> list[dict]:
@@ -135,8 +179,10 @@ def sample_contexts() -> list[dict]:
     }
     bare_week = {"number": MAX_COURSE_WEEKS, "title": _sample_text("The last week", _longest(Week, "title")), "is_last": True,
                  "lecture": None, "readings": [], "exercises": [], "project": None, "discussion": None}
-    group = SimpleNamespace(name=_sample_text("Group 1", _longest(StudyGroup, "name")),
-                            discussion_url=_sample_url("group-1", _longest(StudyGroup, "discussion_url")))
+    slug = "group-1-".ljust(_longest(StudyGroup, "slug"), "x")
+    group = SimpleNamespace(name=_sample_text("Group 1", _longest(StudyGroup, "name")), slug=slug,
+                            discussion_url=_sample_url("group-1", _longest(StudyGroup, "discussion_url")),
+                            mail_address=group_mail_address(slug) or f"{slug}@groups.example.org")
     name, zone = _longest(Learner, "first_name"), _longest(Learner, "timezone")
     others = Cohort._meta.get_field("group_size_max").default - 1  # group.members: everyone but the learner
     members = [{"first_name": _sample_text(f"Member {n}", name), "timezone": _sample_text("America/Argentina/ComodRivadavia", zone)}
@@ -147,7 +193,8 @@ def sample_contexts() -> list[dict]:
     return [
         email_context(first_name=_sample_text("Ada", name), timezone_name=_sample_text("Europe/London", zone), course=course,
                       cohort=cohort, week=full_week, group=group, members=members, moved_from=moved_from, links=links,
-                      current_week=0, dropped_back_from=dropped_back_from),
+                      current_week=0, dropped_back_from=dropped_back_from,
+                      last_checkin={"week": MAX_COURSE_WEEKS - 2, "answer": "stuck"}),
         email_context(first_name="", timezone_name="UTC", course=course, cohort=cohort, week=bare_week,
                       group=None, members=[], moved_from="", links=links, current_week=MAX_COURSE_WEEKS),
     ]
@@ -163,13 +210,15 @@ def _week_for(course, cohort, kind: str, week_number: int) -> dict | None:
     return week_context(week, week_count) if week else None
 
 
-def preview_links(made_up: str = "sample-learner") -> dict[str, str]:
+def preview_links(made_up: str = "sample-learner", made_up_checkin: str = "sample-checkin") -> dict[str, str]:
     """Links for previews, test sends and the save check: shaped like a learner's
-    (signups.services.learner_links), with `made_up` where the signed token goes, so they
-    work for nobody."""
+    (signups.services.learner_links, signups.checkins.checkin_links), with `made_up` and
+    `made_up_checkin` where the signed tokens go, so they work for nobody."""
     manage = f"{settings.SITE_URL}/me/{made_up}/"
+    checkin = f"{settings.SITE_URL}/checkin/{made_up_checkin}/"
     return {"manage": manage, "switch": f"{manage}#switch", "unsubscribe": f"{settings.SITE_URL}/unsubscribe/{made_up}/",
-            "site": f"{settings.SITE_URL}/"}
+            "site": f"{settings.SITE_URL}/", "checkin_done": f"{checkin}done/", "checkin_behind": f"{checkin}behind/",
+            "checkin_stuck": f"{checkin}stuck/"}
 
 
 def preview_context(course, cohort, kind: str, week_number: int, *, real_learner: bool = False) -> tuple[dict, str]:
@@ -190,12 +239,14 @@ def preview_context(course, cohort, kind: str, week_number: int, *, real_learner
     if enrollment is None:
         from types import SimpleNamespace
 
-        group = SimpleNamespace(name="Group 7", discussion_url="")
+        group = SimpleNamespace(name="Group 7", slug="group-7", discussion_url="", mail_address=group_mail_address("group-7"))
         context = email_context(
             first_name="Ada", timezone_name="Europe/London", course=course, cohort=cohort, week=week,
             group=group, members=MADE_UP_MEMBERS, moved_from="", links=preview_links(), current_week=current_week,
         )
         return context, "a made-up learner (Ada, Europe/London) in a made-up group"
+    from signups.checkins import checkins_last_of
+
     learner = enrollment.learner
     members = []
     if enrollment.group_id:
@@ -204,6 +255,7 @@ def preview_context(course, cohort, kind: str, week_number: int, *, real_learner
         first_name=learner.first_name, timezone_name=learner.timezone, course=course, cohort=cohort, week=week,
         group=enrollment.group, members=members, moved_from=enrollment.group_moved_from, links=preview_links(),
         current_week=current_week, dropped_back_from=enrollment.switched_from.name if enrollment.switched_from_id else "",
+        last_checkin=checkins_last_of(cohort.pk, [learner.pk], week["number"] if week else None).get(learner.pk),
     )
     name = learner.first_name or "a learner with no first name"
     return context, f"{name} ({learner.timezone}), a learner of {cohort.name}, with made-up links"
@@ -242,14 +294,17 @@ def email_contexts(cohort, week: dict | None, enrollments, today: datetime.date)
     """The template context of each enrollment's email on `today`, for many learners at once.
 
     `enrollments` come with their learner, group and switched_from loaded (select_related);
-    the members of all their groups are read in one query (and the moves already told in one
-    more, when someone was moved), so a chunk of any size costs the same queries.
+    the members of all their groups are read in one query, their last check-ins in one more
+    (and the moves already told in one more, when someone was moved), so a chunk of any size
+    costs the same queries. An email about a week (`week`) carries that week's check-in links.
     """
+    from signups.checkins import checkin_links, checkins_last_of
     from signups.selectors import group_members
     from signups.services import learner_links
 
     enrollments = list(enrollments)
     members = group_members({enrollment.group_id for enrollment in enrollments if enrollment.group_id})
+    last_checkins = checkins_last_of(cohort.pk, [enrollment.learner_id for enrollment in enrollments], week["number"] if week else None)
     told = _moves_told(cohort, enrollments)
     current_week = cohort_week_on(cohort, today)
     contexts = {}
@@ -259,8 +314,10 @@ def email_contexts(cohort, week: dict | None, enrollments, today: datetime.date)
         contexts[enrollment.pk] = email_context(
             first_name=learner.first_name, timezone_name=learner.timezone, course=cohort.course, cohort=cohort,
             week=week, group=enrollment.group, members=others,
-            moved_from="" if enrollment.pk in told else enrollment.group_moved_from, links=learner_links(learner),
+            moved_from="" if enrollment.pk in told else enrollment.group_moved_from,
+            links=learner_links(learner) | (checkin_links(learner.public_id, cohort.pk, week["number"]) if week else {}),
             current_week=current_week, dropped_back_from=enrollment.switched_from.name if enrollment.switched_from_id else "",
+            last_checkin=last_checkins.get(learner.pk),
         )
     return contexts
 

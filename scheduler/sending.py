@@ -36,11 +36,12 @@ import re
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
 from django.utils import timezone
 
 from cohorts.selectors import course_week
@@ -61,6 +62,13 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_WAIT = datetime.timedelta(minutes=10)
 
+# Emails staff did not write (a group member's message, relayed): no template; the app that
+# received them builds each copy, from the batch's rows and their current enrollments, as a
+# message or as the reason this member no longer gets it. groupmail fills this when it starts
+# (groupmail/apps.py): the scheduler never imports the apps above it.
+RelayedEmailBuilder = Callable[[list[tuple[Delivery, Enrollment]], datetime.datetime], dict[int, EmailMessage | str]]
+RELAYED_EMAIL_BUILDERS: dict[str, RelayedEmailBuilder] = {}
+
 
 @dataclass
 class SendReport:
@@ -77,11 +85,16 @@ def _retry_delay(attempts: int) -> datetime.timedelta:
     return datetime.timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def _message(row: Delivery, rendered) -> EmailMultiAlternatives:
+def _message(row: Delivery, rendered, reply_to: str = "") -> EmailMultiAlternatives:
     message = EmailMultiAlternatives(
         subject=rendered.subject, body=rendered.text, to=[row.learner.email], headers=rendered.headers,
+        reply_to=[reply_to] if reply_to else None,
     )
     message.attach_alternative(rendered.html, "text/html")
+    return _tracked(row, message)
+
+
+def _tracked(row: Delivery, message: EmailMessage) -> EmailMessage:
     # Anymail sends these to the provider; its tracking webhooks bring them back. One tag:
     # Postmark, Mailjet and SparkPost refuse a second (see scheduler/tracking.py).
     message.metadata = delivery_metadata(row)
@@ -89,7 +102,7 @@ def _message(row: Delivery, rendered) -> EmailMultiAlternatives:
     return message
 
 
-def _eligibility_problem(enrollment: Enrollment | None) -> str | None:
+def eligibility_problem(enrollment: Enrollment | None) -> str | None:
     if enrollment is None:
         return "the learner is no longer in this cohort (left or switched)"
     learner = enrollment.learner
@@ -147,11 +160,12 @@ def deliveries_send(ids: list[int], now: datetime.datetime | None = None) -> Sen
     """Send one chunk of ledger rows. Safe to run twice or concurrently: only rows this call
     claims are sent. Raises SoftTimeLimitExceeded after settling the rows it still holds."""
     now = now or timezone.now()
-    ledger.rows_skip_too_late(ids, now)
+    too_late = ledger.rows_skip_too_late(ids, now)
     claim = ledger.rows_claim(ids, now)
     if claim is None:
-        return SendReport()
+        return SendReport(skipped=too_late)
     chunk = _Chunk(claim, now)
+    chunk.report.skipped += too_late
     try:
         _chunk_send(chunk)
         chunk.flush()
@@ -170,7 +184,7 @@ def _chunk_send(chunk: _Chunk) -> None:
     by_email: dict[tuple, list[tuple[Delivery, Enrollment]]] = defaultdict(list)
     for row in rows:
         enrollment = enrollments.get((row.learner_id, row.cohort_id))
-        problem = _eligibility_problem(enrollment)
+        problem = eligibility_problem(enrollment)
         if problem:
             ledger.row_end(row.pk, chunk.claim, Status.SKIPPED, Reason.NOT_MAILABLE, problem)
             chunk.report.skipped += 1
@@ -194,6 +208,9 @@ def _connection_close(connection) -> None:
 
 
 def _send_batch(connection, chunk: _Chunk, cohort, kind, week_number, batch) -> None:
+    if kind in RELAYED_EMAIL_BUILDERS:
+        _send_relayed(connection, chunk, cohort, kind, batch)
+        return
     template = email_template_for(cohort, kind, week_number)
     if template is None:
         chunk.report.released += ledger.rows_release(
@@ -207,7 +224,8 @@ def _send_batch(connection, chunk: _Chunk, cohort, kind, week_number, batch) -> 
     for position, (row, enrollment) in enumerate(batch):
         try:
             rendered = email_render(template.current_version, contexts[enrollment.pk], delivery_header(kind, cohort.slug, week_number, row.pk))
-            message = _message(row, rendered)
+            # Grouped learners reply to the weekly emails to reach their group (group mail on).
+            message = _message(row, rendered, reply_to=contexts[enrollment.pk]["group"]["email"] if enrollment.group_id else "")
         except SoftTimeLimitExceeded:
             raise  # the chunk's time is up, not this learner's fault: deliveries_send settles the rows
         except Exception as error:  # one learner's bad render (a template limit, say) must not stop the chunk
@@ -215,13 +233,34 @@ def _send_batch(connection, chunk: _Chunk, cohort, kind, week_number, batch) -> 
             ledger.row_end(row.pk, chunk.claim, Status.FAILED, Reason.RENDER_FAILED, f"the template failed for this learner: {error}")
             chunk.report.failed += 1
             continue
-        if _provider_call(connection, chunk, row, message) is Outcome.CONFIGURATION:
-            # Every further email of this cohort would fail the same way: give them back unsent.
-            chunk.report.released += ledger.rows_release(
-                chunk.claim, Reason.CONFIGURATION, "not tried: sending paused after a fault on our side",
-                pks=[later.pk for later, _ in batch[position + 1 :]],
-            )
+        if not _call_or_stop(connection, chunk, row, message, batch[position + 1 :]):
             return
+
+
+def _send_relayed(connection, chunk: _Chunk, cohort, kind, batch) -> None:
+    """Copies of messages someone else wrote (RELAYED_EMAIL_BUILDERS), each to one recipient."""
+    built = RELAYED_EMAIL_BUILDERS[kind](batch, chunk.now)
+    for position, (row, _) in enumerate(batch):
+        message = built.get(row.pk, "the message it relays is gone (deleted with its round or its sender's data)")
+        if isinstance(message, str):
+            ledger.row_end(row.pk, chunk.claim, Status.SKIPPED, Reason.NOT_MAILABLE, message)
+            chunk.report.skipped += 1
+            continue
+        message.extra_headers["X-Mooc-Delivery"] = delivery_header(kind, cohort.slug, row.week_number, row.pk)
+        if not _call_or_stop(connection, chunk, row, _tracked(row, message), batch[position + 1 :]):
+            return
+
+
+def _call_or_stop(connection, chunk: _Chunk, row: Delivery, message, rest) -> bool:
+    """Send one row's email; False when the rest of its batch must not be tried."""
+    if _provider_call(connection, chunk, row, message) is Outcome.CONFIGURATION:
+        # Every further email of this cohort would fail the same way: give them back unsent.
+        chunk.report.released += ledger.rows_release(
+            chunk.claim, Reason.CONFIGURATION, "not tried: sending paused after a fault on our side",
+            pks=[later.pk for later, _ in rest],
+        )
+        return False
+    return True
 
 
 def _provider_call(connection, chunk: _Chunk, row: Delivery, message) -> Outcome | None:

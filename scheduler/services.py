@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 from django.core.mail import EmailMultiAlternatives
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Max
 from kombu.exceptions import OperationalError
 
-from scheduler.models import WORKER_HEARTBEAT, EmailKind, EmailTemplate, EmailTemplateVersion, Heartbeat
+from scheduler.models import WORKER_HEARTBEAT, Delivery, EmailKind, EmailTemplate, EmailTemplateVersion, Heartbeat
 from scheduler.selectors import preview_context, sample_contexts
 from scheduler.templating import email_check, email_compile, email_render_parts, markdown_to_html_template
 from signups.emails import ENQUEUE_RETRY_POLICY
@@ -152,3 +152,56 @@ def email_templates_install_defaults(course, definition_path: Path = DEFAULT_EMA
                 template_version_save(template, subject.strip(), body.strip() + "\n")
                 added += 1
     return added
+
+
+def relayed_copies_add(kind: str, copies: list[tuple[int, int, int]], now: datetime.datetime) -> dict[int, list[int]]:
+    """Put copies of messages someone else wrote (group members') in the ledger: one row per
+    (cohort id, relayed message id, recipient learner id) in `copies`. Returns, per relayed
+    message, the ids of the rows added, for `deliveries_send_soon` once the caller's transaction
+    has committed.
+
+    Once per recipient and message, whoever calls it how often (the ledger's unique constraint);
+    the send itself is the weekly emails' (claim, rate limit, retries, tracking; scheduler/
+    sending.py builds each copy through RELAYED_EMAIL_BUILDERS). On PostgreSQL one INSERT ...
+    SELECT FROM unnest(...) RETURNING for them all, as planning's _ledger_insert.
+    """
+    added: dict[int, list[int]] = {}
+    if not copies:
+        return added
+    if connection.vendor == "postgresql":
+        cohort_ids, message_ids, learner_ids = (list(column) for column in zip(*copies))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Delivery._meta.db_table} (learner_id, cohort_id, kind, week_number, relayed_message, status, due_at,"
+                " reason_code, reason, attempts, provider_message_id, created_at, updated_at)"
+                " SELECT copy.learner_id, copy.cohort_id, %s, 0, copy.relayed_message, %s, %s, '', '', 0, '', %s, %s"
+                " FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS copy(cohort_id, relayed_message, learner_id)"
+                " ON CONFLICT DO NOTHING RETURNING relayed_message, id",
+                [kind, Delivery.Status.PENDING, now, now, now, cohort_ids, message_ids, learner_ids],
+            )
+            for message_id, pk in cursor.fetchall():
+                added.setdefault(message_id, []).append(pk)
+        return added
+    Delivery.objects.bulk_create(
+        [
+            Delivery(learner_id=learner_id, cohort_id=cohort_id, kind=kind, week_number=0, relayed_message=message_id,
+                     due_at=now, created_at=now)
+            for cohort_id, message_id, learner_id in copies
+        ],
+        batch_size=1000, ignore_conflicts=True,
+    )
+    rows = Delivery.objects.filter(
+        kind=kind, relayed_message__in={message_id for _, message_id, _ in copies}, status=Delivery.Status.PENDING,
+        queued_at__isnull=True,
+    ).values_list("relayed_message", "pk")
+    for message_id, pk in rows:
+        added.setdefault(message_id, []).append(pk)
+    return added
+
+
+def deliveries_send_soon(ids: list[int], now: datetime.datetime) -> None:
+    """Queue ledger rows for sending now rather than at the next dispatch pass (which queues any
+    the broker did not take). Call it after your own transaction: the rows must be committed."""
+    from scheduler.planning import deliveries_queue
+
+    deliveries_queue(ids, now)

@@ -8,7 +8,9 @@ The site's own pages stay on Django templates.
 
 A template version is prepared once (`email_compile`, cached by version id):
 - the subject is a one-line text template;
-- the text part is the Markdown body itself, rendered as text;
+- the text part is the Markdown converted once to plain text written for reading (links as
+  "text: URL", headings underlined, no emphasis markers), template tags kept intact the same
+  way, followed by the footer's links as text (the HTML has them in the layout);
 - the HTML part is the Markdown converted to HTML once, template tags kept intact (they are
   set aside before conversion and put back after), with inline styles for mail clients,
   inside the shared layout. Rendering it per learner is then a plain Jinja2 render.
@@ -22,6 +24,7 @@ from pathlib import Path
 from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
 
 from scheduler import sandbox
 from scheduler.sandbox import EmailEnvironment, bounded_join, deadline_after, render_bounded
@@ -51,16 +54,24 @@ VARIABLES = [
     ("week.project.title, week.project.url", "This week's project; empty when the week has none."),
     ("week.discussion.title, week.discussion.url", "The week's discussion space."),
     ("group", "The learner's study group; empty when they have none (use {% if group %})."),
-    ("group.name, group.discussion_url", "The group's name and its discussion link (may be empty)."),
+    ("group.name, group.discussion_url", "The group's name and where it talks: the round's group discussion link, "
+     "else the group's page here."),
+    ("group.page_url", "The group's page here, for members only: who is in it and the messages relayed so far."),
     ("group.members", "The other members: a list, each with .first_name and .timezone."),
-    ("group.email", "The group's own email address, once group mail exists (empty until then)."),
+    ("group.email", "The group's own email address (group mail); empty when group mail is off. Weekly emails to a "
+     "grouped learner then have it as their Reply-To: replying writes to the group."),
     ("group.moved_from", "The group the learner was in before re-forming moved them this week; else empty."),
     ("links.manage", "The learner's own page: switch rounds, pause, leave, their data."),
     ("links.switch", "Straight to dropping back to the next round."),
     ("links.unsubscribe", "Unsubscribe from every email."),
     ("links.site", "The site's home page."),
+    ("links.checkin_done, links.checkin_behind, links.checkin_stuck", "The week's check-in links: “I did this week”, "
+     "“I'm behind”, “I'm stuck”. Each opens a page with one button that records the answer (changeable until the "
+     "next week's email), then helps: dropping back to the next round, telling the group. Empty in an email about no week."),
+    ("checkin.last", "The learner's last check-in in this round, for a week before this email's week; empty when they "
+     "gave none (use {% if checkin.last %}). Its .week is the week's number, its .answer one of done, behind, stuck."),
 ]
-TOP_LEVEL_VARIABLES = frozenset({"learner", "course", "cohort", "week", "group", "links"})
+TOP_LEVEL_VARIABLES = frozenset({"learner", "course", "cohort", "week", "group", "links", "checkin"})
 # Names Jinja2 itself provides inside blocks: loop.first, loop.last, loop.index in a {% for %}.
 BLOCK_VARIABLES = frozenset({"loop"})
 FILTERS = ("default", "upper", "lower", "title", "capitalize", "length", "join", "first", "last", "truncate", "trim")
@@ -131,8 +142,8 @@ _STYLES = {
 _LAYOUT = (Path(__file__).resolve().parent.parent / "templates" / "scheduler" / "email" / "layout.html").read_text()
 
 
-def markdown_to_html_template(body: str) -> str:
-    """Convert a Markdown body to HTML, keeping its Jinja2 tags intact, with inline styles.
+def _tags_set_aside(body: str) -> tuple[str, list[str]]:
+    """The body with each Jinja2 tag replaced by a placeholder Markdown leaves alone, and the tags.
 
     A block tag alone on its line ({% if %}, {% for %}) becomes its own block, so what it
     wraps (a heading, a list) appears or disappears whole.
@@ -148,13 +159,141 @@ def markdown_to_html_template(body: str) -> str:
         stripped = line.strip()
         alone = _TAG.fullmatch(stripped) and not stripped.startswith("{{")
         lines.append(f"\n{_TAG.sub(set_aside, stripped)}\n" if alone else _TAG.sub(set_aside, line))
-    html = _MARKDOWN.render("\n".join(lines))
+    return "\n".join(lines), tags
+
+
+def markdown_to_html_template(body: str) -> str:
+    """Convert a Markdown body to HTML, keeping its Jinja2 tags intact, with inline styles."""
+    source, tags = _tags_set_aside(body)
+    html = _MARKDOWN.render(source)
     for index, tag in enumerate(tags):
         placeholder = _PLACEHOLDER.format(index)
         html = html.replace(f"<p>{placeholder}</p>\n", tag).replace(placeholder, tag)
     for tag, style in _STYLES.items():
         html = re.sub(rf"<{tag}(?=[\s>])", f'<{tag} style="{style}"', html)
     return html
+
+
+# --- Markdown to a plain-text template, once per version ---------------------------------------
+#
+# Written for reading in a mail client that shows no HTML: links as "text: URL" (the URL whole,
+# never wrapped, so it can be copied), headings on their own line underlined with = or -, no
+# emphasis markers, lists as "- item", paragraphs apart by a blank line, a line break where the
+# author put one. Built from markdown-it's syntax tree at compile time, so a learner's render is
+# a plain Jinja2 render as for the HTML; values a learner gives are put in as typed, as in the HTML.
+
+_PLACEHOLDER_FOUND = re.compile(r"JINJAPLACEHOLDER(\d+)X")
+_BLANK_LINES = re.compile(r"\n{3,}")
+# A heading whose words come from a template tag is underlined after rendering, when its length is known.
+_UNDERLINE_LATER = "\x1e"
+_UNDERLINE = re.compile(rf"^(.*)\n{_UNDERLINE_LATER}([=-])$", re.MULTILINE)
+# Markdown unescapes \{ to {: text must not become a template tag that was not one in the body.
+_TAG_OPENING = re.compile(r"\{(?=[{%#])")
+
+
+class _TextWriter:
+    def __init__(self, tags: list[str]):
+        self.tags = tags
+
+    def restored(self, text: str) -> str:
+        return _PLACEHOLDER_FOUND.sub(lambda match: self.tags[int(match.group(1))], text)
+
+    def block_tag(self, node: SyntaxTreeNode) -> str | None:
+        """The tag, when the block is a paragraph that is only a block tag alone on its line."""
+        if node.type != "paragraph":
+            return None
+        match = _PLACEHOLDER_FOUND.fullmatch(node.children[0].content.strip()) if node.children else None
+        return self.tags[int(match.group(1))] if match and not self.tags[int(match.group(1))].startswith("{{") else None
+
+    def blocks(self, nodes, separator: str) -> str:
+        """The blocks apart by `separator` ("\n\n": a blank line), lines on the margin of the first.
+
+        A block tag alone on its line stands with no line of its own, so what it wraps appears
+        or disappears whole. A list ends with one newline and every other block stands between
+        separators: a {% for %} around a list item then repeats the item as a list's next line,
+        and the blank lines left over are collapsed, here and after rendering. The separator
+        before a block is doubled because trim_blocks takes the newline after a block tag.
+        """
+        text, previous = "", None
+        for node in nodes:
+            tag = self.block_tag(node)
+            if tag is not None:
+                text += tag
+            elif node.type in ("bullet_list", "ordered_list"):
+                # Two lists one after the other in the body (a bullet list after a numbered one) stay apart.
+                text += (separator if previous in ("bullet_list", "ordered_list") else "") + self.block(node) + "\n"
+            else:
+                text += separator * 2 + self.block(node) + separator
+            previous = "tag" if tag is not None else node.type
+        return _BLANK_LINES.sub("\n\n", text).strip("\n")
+
+    def block(self, node: SyntaxTreeNode) -> str:
+        kind = node.type
+        if kind == "paragraph":
+            return self.inline(node.children[0]) if node.children else ""
+        if kind == "heading":
+            words = self.inline(node.children[0])
+            mark = "=" if node.tag == "h1" else "-"
+            if _PLACEHOLDER_FOUND.search(words) or "{" in words:
+                return f"{words}\n{_UNDERLINE_LATER}{mark}"
+            return f"{words}\n{mark * len(words)}"
+        if kind in ("bullet_list", "ordered_list"):
+            start = int(node.attrs.get("start", 1)) if kind == "ordered_list" else 0
+            items = []
+            for number, item in enumerate(node.children, start):
+                marker = f"{number}. " if kind == "ordered_list" else "- "
+                loose = any(child.type == "paragraph" and not child.hidden for child in item.children)
+                inside = self.blocks(item.children, "\n\n" if loose else "\n")
+                items.append(marker + inside.replace("\n", "\n" + " " * len(marker)))
+            return "\n".join(items)
+        if kind == "blockquote":
+            return "\n".join(f"> {line}".rstrip() for line in self.blocks(node.children, "\n\n").split("\n"))
+        if kind in ("code_block", "fence"):
+            return "\n".join(f"    {line}" for line in _TAG_OPENING.sub("{{ '{' }}", node.content).rstrip("\n").split("\n"))
+        if kind == "hr":
+            return "----"
+        return _TAG_OPENING.sub("{{ '{' }}", node.content or "")
+
+    def inline(self, node: SyntaxTreeNode) -> str:
+        text = ""
+        for child in node.children:
+            kind = child.type
+            if kind in ("text", "code_inline", "html_inline"):
+                text += _TAG_OPENING.sub("{{ '{' }}", child.content)
+            elif kind in ("softbreak", "hardbreak"):
+                text += "\n"
+            elif kind == "link":
+                text += self.link(self.inline(child), child.attrs.get("href", ""))
+            elif kind == "image":
+                text += self.link(child.content, child.attrs.get("src", ""))
+            else:  # strong, em, s: their words without the markers
+                text += self.inline(child)
+        return text
+
+    def link(self, words: str, url: str) -> str:
+        shown, target = self.restored(words).strip(), self.restored(url)
+        if target.startswith("mailto:"):  # an address reads as itself
+            return words if shown == target.removeprefix("mailto:") else f"{words}: {url.removeprefix('mailto:')}"
+        return url if not shown or shown == target else f"{words}: {url}"
+
+
+def markdown_to_text_template(body: str) -> str:
+    """Convert a Markdown body to plain text written for reading, keeping its Jinja2 tags intact."""
+    source, tags = _tags_set_aside(body)
+    writer = _TextWriter(tags)
+    return writer.restored(writer.blocks(SyntaxTreeNode(_MARKDOWN.parse(source)).children, "\n\n")) + "\n"
+
+
+# Every course email's text ends with the links the HTML layout's footer has ("-- " opens a signature).
+_TEXT_FOOTER = "\n".join([
+    "",
+    "-- ",
+    "You get this email because you joined {{ course.title }} on Mechanical MOOC.",
+    "Manage your enrollment: {{ links.manage }}",
+    "Drop back to the next round: {{ links.switch }}",
+    "Unsubscribe: {{ links.unsubscribe }}",
+    "",
+])
 
 
 # --- Checking and compiling ---------------------------------------------------------------------
@@ -164,28 +303,32 @@ def _syntax_problem(field: str, error: TemplateSyntaxError) -> TemplateProblem:
     return TemplateProblem(field, error.message or "the template does not compile", error.lineno)
 
 
-def _check_source(field: str, source: str, environment) -> None:
+def _source_problems(field: str, source: str, environment) -> list[TemplateProblem]:
+    """Every problem a part's source shows before it is rendered, by line: a syntax error (then
+    nothing else can be read), or each include, macro, recursive loop, unknown variable and filter."""
     try:
         tree = environment.parse(source)
     except TemplateSyntaxError as error:
-        raise _syntax_problem(field, error) from None
+        return [_syntax_problem(field, error)]
     except RecursionError:
-        raise TemplateProblem(field, "the template nests too deeply to compile (blocks inside blocks, or brackets)") from None
+        return [TemplateProblem(field, "the template nests too deeply to compile (blocks inside blocks, or brackets)")]
+    problems = []
     for node in tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)):
-        raise TemplateProblem(field, "templates cannot include, import or extend other templates", node.lineno)
+        problems.append(TemplateProblem(field, "templates cannot include, import or extend other templates", node.lineno))
     # A macro calling itself twice is exponential without a single loop; emails need none.
     for node in tree.find_all((nodes.Macro, nodes.CallBlock)):
-        raise TemplateProblem(field, "templates cannot define macros ({% macro %} or {% call %}): write the words out", node.lineno)
+        problems.append(TemplateProblem(field, "templates cannot define macros ({% macro %} or {% call %}): write the words out", node.lineno))
     for node in tree.find_all(nodes.For):
         if node.recursive:
-            raise TemplateProblem(field, "recursive loops are not available", node.lineno)
+            problems.append(TemplateProblem(field, "recursive loops are not available", node.lineno))
     assigned = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}
     for node in tree.find_all(nodes.Name):
         if node.ctx == "load" and node.name not in TOP_LEVEL_VARIABLES | BLOCK_VARIABLES and node.name not in assigned:
-            raise TemplateProblem(field, f"“{node.name}” is not one of the variables listed beside the editor", node.lineno)
+            problems.append(TemplateProblem(field, f"“{node.name}” is not one of the variables listed beside the editor", node.lineno))
     for node in tree.find_all(nodes.Filter):
         if node.name not in FILTERS:
-            raise TemplateProblem(field, f"the filter “{node.name}” is not available (use: {', '.join(FILTERS)})", node.lineno)
+            problems.append(TemplateProblem(field, f"the filter “{node.name}” is not available (use: {', '.join(FILTERS)})", node.lineno))
+    return sorted(problems, key=lambda problem: problem.line or 0)
 
 
 def _line_of(error: Exception) -> int | None:
@@ -194,7 +337,16 @@ def _line_of(error: Exception) -> int | None:
 
 
 def email_check(subject: str, body: str, sample_contexts: list[dict]) -> None:
-    """Refuse a template that would fail or misbehave at send time. Raises TemplateProblem.
+    """Refuse a template that would fail or misbehave at send time: raises the first
+    TemplateProblem that email_problems finds."""
+    problems = email_problems(subject, body, sample_contexts)
+    if problems:
+        raise problems[0]
+
+
+def email_problems(subject: str, body: str, sample_contexts: list[dict]) -> list[TemplateProblem]:
+    """Every problem that would make the template fail or misbehave at send time, the subject's
+    first; an empty list when it may be saved. Raises nothing.
 
     Checks the subject's length and single line, that both parts compile, use only the
     documented variables and filters and no includes or macros, then renders them strictly
@@ -202,29 +354,57 @@ def email_check(subject: str, body: str, sample_contexts: list[dict]) -> None:
     parts, with strings as long as real ones), which catches an attribute that does not
     exist, anything the sandbox forbids and any limit a render breaks (scheduler/sandbox.py):
     all those renders together must finish within CHECK_SECONDS_MAX.
+
+    Each part is checked on its own, so staff see the subject's and the body's problems at
+    once. Within a part every problem in its source is listed; a part that shows one is not
+    rendered, and its render stops at the first failure (the next would mostly repeat it).
     """
+    problems = {"subject": [], "body": []}
     if "\n" in subject or "\r" in subject:
-        raise TemplateProblem("subject", "the subject must be a single line")
-    if len(subject) > SUBJECT_MAX_LENGTH:
-        raise TemplateProblem("subject", f"the subject is {len(subject)} characters long; at most {SUBJECT_MAX_LENGTH}")
+        problems["subject"].append(TemplateProblem("subject", "the subject must be a single line"))
+    elif len(subject) > SUBJECT_MAX_LENGTH:
+        problems["subject"].append(TemplateProblem("subject", f"the subject is {len(subject)} characters long; at most {SUBJECT_MAX_LENGTH}"))
+    else:
+        problems["subject"] += _source_problems("subject", subject, _TEXT_STRICT)
     if not body.strip():
-        raise TemplateProblem("body", "the email has no text")
-    if len(body) > BODY_MAX_LENGTH:
-        raise TemplateProblem("body", f"the email is {len(body):,} characters long; at most {BODY_MAX_LENGTH:,}")
-    _check_source("subject", subject, _TEXT_STRICT)
-    _check_source("body", body, _TEXT_STRICT)
-    html_source = markdown_to_html_template(body)
+        problems["body"].append(TemplateProblem("body", "the email has no text"))
+    elif len(body) > BODY_MAX_LENGTH:
+        problems["body"].append(TemplateProblem("body", f"the email is {len(body):,} characters long; at most {BODY_MAX_LENGTH:,}"))
+    else:
+        problems["body"] += _source_problems("body", body, _TEXT_STRICT)
+    if not problems["body"]:
+        try:
+            # The text part holds the body's own tags, in the same order, between plainer words:
+            # the body rendered as text below stands for it, and compiling it is enough.
+            _compile_checked("body", markdown_to_text_template(body), _TEXT_STRICT)
+        except TemplateProblem as problem:
+            problems["body"].append(problem)
     deadline = deadline_after(sandbox.CHECK_SECONDS_MAX)
+    if not problems["subject"]:
+        problem = _render_problem_of("subject", [(subject, _TEXT_STRICT)], sample_contexts, deadline)
+        problems["subject"] += [problem] if problem else []
+    if not problems["body"]:
+        sources = [(body, _TEXT_STRICT), (markdown_to_html_template(body), _HTML_STRICT)]
+        problem = _render_problem_of("body", sources, sample_contexts, deadline)
+        problems["body"] += [problem] if problem else []
+    return problems["subject"] + problems["body"]
+
+
+def _render_problem_of(field: str, sources: list, sample_contexts: list[dict], deadline) -> TemplateProblem | None:
+    """The first failure rendering a part's sources (the body: as text, then as HTML) for the samples."""
     over_time = f"checking it for the sample learners took longer than {sandbox.CHECK_SECONDS_MAX:g} seconds"
-    for field, source, environment in [("subject", subject, _TEXT_STRICT), ("body", body, _TEXT_STRICT), ("body", html_source, _HTML_STRICT)]:
-        template = _compile_checked(field, source, environment)
+    for source, environment in sources:
+        try:
+            template = _compile_checked(field, source, environment)
+        except TemplateProblem as problem:
+            return problem
         for context in sample_contexts:
             try:
                 render_bounded(template, context, deadline, over_time)
             except Exception as error:
                 # The HTML's lines are the converted Markdown's, not the body's the editor shows.
-                line = _line_of(error) if source is not html_source else None
-                raise _render_problem(field, error, line) from None
+                return _render_problem(field, error, _line_of(error) if environment is _TEXT_STRICT else None)
+    return None
 
 
 def _compile_checked(field: str, source: str, environment):
@@ -268,7 +448,7 @@ def email_compile(version) -> CompiledEmail:
     if compiled is None:
         compiled = CompiledEmail(
             subject=_TEXT.from_string(version.subject),
-            text=_TEXT.from_string(version.body),
+            text=_TEXT.from_string(markdown_to_text_template(version.body) + _TEXT_FOOTER),
             html=_HTML.from_string(_LAYOUT.replace("{{ BODY }}", version.body_html)),
         )
         if version.pk is not None:
@@ -279,7 +459,6 @@ def email_compile(version) -> CompiledEmail:
 
 
 _LIST_JOIN = re.compile(r"</(ul|ol)>\s*<\1 [^>]*>")
-_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 @dataclass(frozen=True)
@@ -300,6 +479,8 @@ def email_render_parts(compiled: CompiledEmail, context: dict) -> RenderedParts:
 
     subject = " ".join(render(compiled.subject).split())
     text = _BLANK_LINES.sub("\n\n", render(compiled.text)).strip() + "\n"
+    if _UNDERLINE_LATER in text:
+        text = _UNDERLINE.sub(lambda match: f"{match.group(1)}\n{match.group(2) * len(match.group(1))}", text)
     # A {% for %} around a list item repeats the list; consecutive lists join into one.
     html = _LIST_JOIN.sub("", render(compiled.html))
     return RenderedParts(subject=subject, text=text, html=html)

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.http import FileResponse, Http404
 from django.shortcuts import render
 
-from scheduler.outbox import outbox_message, outbox_message_path, outbox_messages
+from scheduler.outbox import outbox_message, outbox_message_path, outbox_page
 
 
 def debug_only(view):
@@ -21,7 +21,13 @@ def debug_only(view):
 
 @debug_only
 def outbox_list(request):
-    return render(request, "scheduler/outbox/list.html", {"messages_in_outbox": outbox_messages()})
+    query = request.GET.get("q", "").strip()
+    try:
+        number = int(request.GET.get("page", 1))
+    except ValueError:
+        number = 1
+    page = outbox_page(number, query)
+    return render(request, "scheduler/outbox/list.html", {"page": page, "messages_in_outbox": page.messages, "query": query})
 
 
 @debug_only

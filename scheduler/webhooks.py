@@ -16,6 +16,9 @@ answer means to the provider:
 | SNS: AWS's signing certificate not fetched now | 503   | with Retry-After; SNS sends the message again (scheduler/sns.py) |
 | SNS: a subscription confirmation              | 200    | a worker confirms it (tasks.sns_subscription_confirm); 503 when it cannot be queued |
 | our database down                             | 500    | the provider retries later, which is right             |
+
+The checks and answers (CheckedWebhook), Amazon SNS's (SnsVerified) and the URL's wrapper
+(webhook_endpoint) are shared with the providers' inbound webhooks (groupmail/webhooks.py).
 """
 
 import logging
@@ -38,6 +41,7 @@ from django.urls import path
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from mooc.queueing import ENQUEUE_RETRY_POLICY
 from scheduler import sns
 from scheduler.events import tracking_events_store
 
@@ -58,39 +62,44 @@ class Unavailable(Exception):
 RETRY_AFTER_SECONDS = 60
 
 
-class StoreEvents:
-    """Placed before an Anymail tracking view: the same checks and parsing, then our answers
-    (the module's table) and our store instead of Anymail's signal."""
+class CheckedWebhook:
+    """Placed before an Anymail view: the same checks and parsing, then our answers (the module's
+    table); what the events become is the subclass's `events_accept`. Shared by the tracking
+    views below and groupmail's inbound views (groupmail/webhooks.py)."""
 
     esp = ""  # our name for the ESP: the URL's and the stored events'
+    webhook = "tracking"  # which of the ESP's webhooks, in the log
 
     def post(self, request, *args, **kwargs):
         try:
             AnymailBasicAuthMixin.validate_request(self, request)
         except AnymailWebhookValidationFailure:
-            logger.warning("%s tracking webhook: missing or wrong basic auth, from %s", self.esp, request.META.get("REMOTE_ADDR"))
+            logger.warning("%s %s webhook: missing or wrong basic auth, from %s", self.esp, self.webhook, request.META.get("REMOTE_ADDR"))
             response = HttpResponse("Basic auth required.\n", status=401, content_type="text/plain")
             response["WWW-Authenticate"] = 'Basic realm="Anymail WEBHOOK_SECRET"'
             return response
         try:
             events = self.events_read(request)
         except AnymailWebhookValidationFailure as error:
-            logger.warning("%s tracking webhook: refused, %s", self.esp, error)
+            logger.warning("%s %s webhook: refused, %s", self.esp, self.webhook, error)
             return HttpResponse("Forbidden.\n", status=403, content_type="text/plain")
         except Unavailable as error:
-            logger.warning("%s tracking webhook: answered 503, %s", self.esp, error)
+            logger.warning("%s %s webhook: answered 503, %s", self.esp, self.webhook, error)
             response = HttpResponse("Try again later.\n", status=503, content_type="text/plain")
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return response
         except Unreadable as error:
             body = request.body[:BODY_LOGGED].decode("utf-8", "replace")
             logger.warning(
-                "%s tracking webhook: unreadable payload (%s; Content-Type %r, %d bytes): %r",
-                self.esp, error.__cause__ or error, request.content_type, len(request.body), body,
+                "%s %s webhook: unreadable payload (%s; Content-Type %r, %d bytes): %r",
+                self.esp, self.webhook, error.__cause__ or error, request.content_type, len(request.body), body,
             )
             return HttpResponse("Unreadable payload.\n", status=400, content_type="text/plain")
-        tracking_events_store(self.esp, events, timezone.now())
-        return HttpResponse()
+        return self.events_accept(request, events)
+
+    def events_accept(self, request, events: list) -> HttpResponse:
+        """What the checked, parsed events become, and the answer (200 unless it raises)."""
+        raise NotImplementedError
 
     def events_read(self, request) -> list:
         """Check the request, then read its events. Raises AnymailWebhookValidationFailure (a
@@ -115,10 +124,18 @@ class StoreEvents:
             raise Unreadable(type(error).__name__) from error
 
 
-class AmazonSESTracking(AmazonSESTrackingWebhookView):
-    """Anymail's Amazon SES view and the two things it leaves to us: the SNS signature is
-    verified (scheduler/sns.py), and a subscription is confirmed by a worker, not by a call to
-    AWS inside the request."""
+class StoreEvents(CheckedWebhook):
+    """Placed before an Anymail tracking view: our store instead of Anymail's signal."""
+
+    def events_accept(self, request, events: list) -> HttpResponse:
+        tracking_events_store(self.esp, events, timezone.now())
+        return HttpResponse()
+
+
+class SnsVerified:
+    """Placed before an Anymail Amazon SES view (tracking here, inbound in groupmail/webhooks.py),
+    for the two things Anymail leaves to us: the SNS signature is verified (scheduler/sns.py),
+    and a subscription is confirmed by a worker, not by a call to AWS inside the request."""
 
     def validate_request(self, request):
         # Anymail calls every validate_request in the MRO (collect_all_methods): its own header
@@ -146,7 +163,7 @@ class AmazonSESTracking(AmazonSESTrackingWebhookView):
         from scheduler.tasks import sns_subscription_confirm
 
         try:
-            sns_subscription_confirm.apply_async(args=[sns_message], retry_policy=_ENQUEUE_RETRY_POLICY)
+            sns_subscription_confirm.apply_async(args=[sns_message], retry_policy=ENQUEUE_RETRY_POLICY)
         except (OperationalError, OSError) as error:
             raise Unavailable(
                 f"the broker is unreachable, SNS subscription to {sns_message.get('TopicArn')} not confirmed "
@@ -156,7 +173,10 @@ class AmazonSESTracking(AmazonSESTrackingWebhookView):
 
 
 # A publish from a web request: one more try after a failure (as scheduler/events.py).
-_ENQUEUE_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+
+
+class AmazonSESTracking(SnsVerified, AmazonSESTrackingWebhookView):
+    """Anymail's Amazon SES tracking view, SNS-verified."""
 
 
 def _view(name: str, anymail_view: type) -> type:
@@ -182,19 +202,20 @@ def tracking_view_create(esp: str):
     return TRACKING_VIEWS[esp]()
 
 
-def _endpoint(esp: str):
-    view = TRACKING_VIEWS[esp].as_view()
+def webhook_endpoint(view_class: type):
+    """The URL's view for a CheckedWebhook: 503 when the ESP's settings are missing, no CSP."""
+    view = view_class.as_view()
 
-    def tracking_webhook(request, *args, **kwargs):
+    def anymail_webhook(request, *args, **kwargs):
         try:
             return view(request, *args, **kwargs)
         except (AnymailConfigurationError, AnymailImproperlyInstalled) as error:
             # Raised while the view is made, before the request is read: our settings, not the payload.
-            logger.error("%s tracking webhook is not configured: %s", esp, error)
+            logger.error("%s %s webhook is not configured: %s", view_class.esp, view_class.webhook, error)
             return HttpResponse("This webhook is not configured.\n", status=503, content_type="text/plain")
 
-    tracking_webhook.csrf_exempt = True
-    return csp_exempt()(tracking_webhook)  # a provider reads no page: no policy to build at 500 requests a second
+    anymail_webhook.csrf_exempt = True
+    return csp_exempt()(anymail_webhook)  # a provider reads no page: no policy to build at 500 requests a second
 
 
-urlpatterns = [path(f"{esp}/tracking/", _endpoint(esp), name=f"{esp}_tracking_webhook") for esp in TRACKING_VIEWS]
+urlpatterns = [path(f"{esp}/tracking/", webhook_endpoint(view), name=f"{esp}_tracking_webhook") for esp, view in TRACKING_VIEWS.items()]

@@ -1,7 +1,9 @@
 """Organizers' side of signups: find learners, act on many at once, import a CSV file."""
 
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django import forms
 from django.conf import settings
@@ -16,15 +18,16 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from cohorts.admin import CohortAdmin, CohortPageSection, CourseAdmin, StudyGroupAdmin, action_form_response
-from cohorts.models import Cohort
+from cohorts.models import Cohort, GroupStrategy
 from cohorts.selectors import cohort_groups_have_place_to_talk
 from mooc.admin_paging import EstimatedCountPaginator
 from mooc.permissions import ActionPermissionsMixin, admin_action
 from signups import bulk_actions, services
 from signups.emails import learner_emails_send_again
+from signups.group_checkins import QUIET_CHECKIN_SHARE, groups_checkins, judged_weeks
 from signups.groups import (
-    GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform,
-    groups_without_place_to_talk_warning,
+    ExperimentNotSet, GroupsExist, NoLearnersToGroup, cohort_groups_form, cohort_groups_quality, cohort_groups_reform,
+    formation_quality_problem, groups_without_place_to_talk_warning,
 )
 from signups.import_jobs import (
     learner_import_apply_request, learner_import_is_stalled, learner_import_resume, learner_import_start,
@@ -111,6 +114,40 @@ class CurrentCohortFilter(admin.SimpleListFilter):
         return queryset
 
 
+class EnrollmentInCohortFilter(admin.SimpleListFilter):
+    """Learners with an enrollment of one status in one cohort ("<cohort slug>:<status>"): where the
+    counts on a cohort's page lead. Offers only the choice in force (the cohort page makes it)."""
+
+    title = "enrollment in a cohort"
+    parameter_name = "enrollment"
+
+    def lookups(self, request, model_admin):
+        slug, _, status = (self.value() or "").partition(":")
+        if not slug or status not in Enrollment.Status.values:
+            return []
+        cohort = Cohort.objects.select_related("course").filter(slug=slug).first()
+        return [(self.value(), f"{cohort or slug}: {Enrollment.Status(status).label.lower()}")]
+
+    def has_output(self):
+        return True  # its one choice appears only when chosen, yet it must always filter
+
+    def queryset(self, request, queryset):
+        slug, _, status = (self.value() or "").partition(":")
+        if slug and status:
+            return queryset.filter(enrollments__cohort__slug=slug, enrollments__status=status).distinct()
+        return queryset
+
+
+def _utc(moment) -> str:
+    """A moment in the learner list, in UTC, which the column's title names."""
+    return f"{moment.astimezone(datetime.UTC):%-d %b %Y %H:%M}" if moment else "-"
+
+
+def learners_in_cohort_url(cohort, status: str) -> str:
+    """The learner list, filtered to those with an enrollment of `status` in `cohort`."""
+    return reverse("admin:signups_learner_changelist") + "?" + urlencode({EnrollmentInCohortFilter.parameter_name: f"{cohort.slug}:{status}"})
+
+
 class EnrollmentInline(admin.TabularInline):
     model = Enrollment
     extra = 0
@@ -165,11 +202,12 @@ class LearnerPageSection:
 @admin.register(Learner)
 class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
     list_display = [
-        "email", "first_name", "timezone", "experience", "current_cohort", "current_status", "confirmed_at", "unsubscribed_at",
-        "mail_stopped",
+        "email", "first_name", "timezone", "experience", "current_cohort", "current_status", "signed_up", "confirmed",
+        "unsubscribed", "mail_stopped",
     ]
     list_filter = [
-        LearnerStatusFilter, MailStoppedFilter, CurrentCohortFilter, ("timezone", admin.AllValuesFieldListFilter), "experience",
+        LearnerStatusFilter, MailStoppedFilter, CurrentCohortFilter, EnrollmentInCohortFilter,
+        ("timezone", admin.AllValuesFieldListFilter), "experience",
     ]
     search_fields = ["email", "first_name"]
     readonly_fields = [
@@ -204,6 +242,18 @@ class LearnerAdmin(ActionPermissionsMixin, admin.ModelAdmin):
     @admin.display(description="enrollment", ordering="current_status_value")
     def current_status(self, learner):
         return Enrollment.Status(learner.current_status_value).label if learner.current_status_value else "-"
+
+    @admin.display(description="signed up (UTC)", ordering="created_at")
+    def signed_up(self, learner):
+        return _utc(learner.created_at)
+
+    @admin.display(description="confirmed (UTC)", ordering="confirmed_at")
+    def confirmed(self, learner):
+        return _utc(learner.confirmed_at)
+
+    @admin.display(description="unsubscribed (UTC)", ordering="unsubscribed_at")
+    def unsubscribed(self, learner):
+        return _utc(learner.unsubscribed_at)
 
     @admin.display(description="mail stopped because", ordering="unsubscribed_reason")
     def mail_stopped(self, learner):
@@ -576,7 +626,10 @@ def cohort_learners_section(cohort, today, user, query=None) -> dict:
     quality = cohort_groups_quality(cohort, counts)
     spreads = {row.key.pk: row for row in quality.groups}
     return {
-        "counts": [(Enrollment.Status(status).label, count) for status, count in sorted(cohort_enrollment_counts(cohort).items())],
+        "counts": [
+            (Enrollment.Status(status).label, count, learners_in_cohort_url(cohort, status) if user.has_perm("signups.view_learner") else None)
+            for status, count in sorted(cohort_enrollment_counts(cohort).items())
+        ],
         "offsets": [(f"UTC{offset // 60:+d}" + (f":{abs(offset) % 60:02d}" if offset % 60 else ""), count) for offset, count in overview["offsets"]],
         "experience": overview["experience"],
         "groups": [(group, members, spreads.get(group.pk)) for group, members in overview["groups"]],
@@ -585,6 +638,7 @@ def cohort_learners_section(cohort, today, user, query=None) -> dict:
         "show_members": user.has_perm("signups.view_learner"),
         "without_group": overview["without_group"],
         "quality": quality,
+        "quality_by_strategy": [(GroupStrategy(strategy).label, part) for strategy, part in quality.per_strategy().items()],
     }
 
 
@@ -593,14 +647,25 @@ def form_groups(modeladmin, request, queryset):
     for cohort in queryset:
         try:
             quality = cohort_groups_form(cohort, now=timezone.now())
-        except (GroupsExist, NoLearnersToGroup) as refusal:
+        except (GroupsExist, NoLearnersToGroup, ExperimentNotSet) as refusal:
             modeladmin.message_user(request, str(refusal), messages.WARNING)
         else:
-            modeladmin.message_user(
-                request,
+            summary = (
                 f"{cohort}: {len(quality.groups)} groups of {quality.smallest} to {quality.largest}; "
-                f"{quality.share_within_good_spread:.0%} within 2 hours; {quality.ungrouped} left without a group.",
+                f"{quality.share_within_good_spread:.0%} within 2 hours; {quality.ungrouped} left without a group."
             )
+            problem = formation_quality_problem(cohort, quality)
+            if problem:  # formed all the same: the organizer decides whether to change the strategy next round
+                modeladmin.message_user(request, f"{summary} Poor groups: {problem}", messages.WARNING)
+            else:
+                modeladmin.message_user(request, summary)
+            per_strategy = quality.per_strategy()
+            if len(per_strategy) > 1:  # an experiment: each arm's groups, and the seed that split them
+                arms = "; ".join(
+                    f"{GroupStrategy(strategy).label}: {len(part.groups)} groups, {part.learners} learners, "
+                    f"{part.share_within_good_spread:.0%} within 2 hours" for strategy, part in per_strategy.items()
+                )
+                modeladmin.message_user(request, f"{cohort}: {arms}. Seed {quality.seed}.")
             if not cohort_groups_have_place_to_talk(cohort):
                 modeladmin.message_user(request, groups_without_place_to_talk_warning(cohort), messages.WARNING)
 
@@ -678,3 +743,30 @@ def course_waitlist_size(course) -> int:
 CourseAdmin.queryset_annotations.append(courses_with_waitlist_size)
 CourseAdmin.list_display = [*CourseAdmin.list_display, course_waitlist_size]
 CourseAdmin.readonly_fields = [*CourseAdmin.readonly_fields, course_waitlist_size]
+
+
+# --- The cohort's admin: each group's weekly check-in rate, the quiet ones marked ---------------
+
+GROUP_CHECKINS_LISTED = 50  # rows on the page: the quiet groups first, then the least active
+
+
+def cohort_group_checkins_section(cohort, today, user, query) -> dict:
+    """Counts only (no learner): whoever may see the cohort sees them. One query."""
+    weeks, groups = groups_checkins(cohort, today)
+    judged = judged_weeks(cohort, today)
+    # Quiet first, then by the last judged (or shown) week's share, lowest first.
+    last = (judged or weeks or [0])[-1]
+    ordered = sorted(groups, key=lambda group: (not group.quiet, group.share(last) or 0, group.number))
+    rows = [
+        (group, [(week, group.checked_in.get(week, 0), share) for week, share in zip(weeks, group.shares(weeks))])
+        for group in ordered[:GROUP_CHECKINS_LISTED]
+    ]
+    return {
+        "weeks": weeks, "judged": judged, "groups": len(groups), "quiet": sum(group.quiet for group in groups), "rows": rows,
+        "listed": len(rows), "quiet_percent": f"{QUIET_CHECKIN_SHARE * 100:.0f}",
+    }
+
+
+CohortAdmin.page_sections.append(
+    CohortPageSection("Weekly check-ins per group", "admin/signups/cohort_group_checkins.html", cohort_group_checkins_section)
+)

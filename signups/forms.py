@@ -13,7 +13,8 @@ class SignupForm(forms.Form):
     timezone = forms.CharField(
         label="Your time zone",
         max_length=64,
-        help_text="Detected from your browser when it can; start typing a city to change it (e.g. Europe/Lisbon).",
+        # The page adds "Detected from your browser." when static/js/timezone.js filled the field.
+        help_text="Start typing a city to change it (e.g. Europe/Lisbon).",
     )
     experience = forms.ChoiceField(label="Programming experience", choices=Experience.choices, widget=forms.RadioSelect)
     wants_group = forms.ChoiceField(

@@ -115,6 +115,9 @@ class Enrollment(models.Model):
     # Set when re-forming moved the learner: their next weekly email tells them.
     group_moved_at = models.DateTimeField(null=True, blank=True)
     group_moved_from = models.CharField(max_length=100, blank=True)
+    # Re-forming by activity offered this learner a move out of their quiet group (once per
+    # enrollment: signups.groups.cohort_group_move_offers_send).
+    group_move_offered_at = models.DateTimeField(null=True, blank=True)
     # When the learner last became mailable in this enrollment (confirmed, moved in, resumed):
     # a week is due for them at the later of its own moment and this one, and a week that
     # ended before it is not theirs (scheduler/planning.py).
@@ -156,6 +159,36 @@ class Enrollment(models.Model):
     @property
     def is_waitlisted(self) -> bool:
         return self.cohort_id is None
+
+
+class CheckIn(models.Model):
+    """A learner's answer about one week of their round, from the links in its weekly email:
+    they did it, they are behind, or they are stuck. One per learner, round and week; the
+    learner may change it until the next week's email (issue 16)."""
+
+    class Answer(models.TextChoices):
+        DONE = "done", "I did this week"
+        BEHIND = "behind", "I'm behind"
+        STUCK = "stuck", "I'm stuck"
+
+    learner = models.ForeignKey(Learner, on_delete=models.CASCADE, related_name="checkins")
+    cohort = models.ForeignKey(Cohort, on_delete=models.CASCADE, related_name="+")
+    week_number = models.PositiveSmallIntegerField()
+    answer = models.CharField(max_length=10, choices=Answer.choices)
+    answered_at = models.DateTimeField(help_text="When the learner first answered for this week.")
+    changed_at = models.DateTimeField(help_text="When the answer was last set.")
+    # A stuck learner may ask us to tell their group (through group mail, where it is on).
+    group_told_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["cohort", "week_number", "learner"]
+        constraints = [
+            models.UniqueConstraint(fields=["learner", "cohort", "week_number"], name="checkin_once_per_learner_week"),
+        ]
+        indexes = [models.Index(fields=["cohort", "week_number", "answer"], name="checkin_cohort_week")]
+
+    def __str__(self):
+        return f"{self.get_answer_display()}: week {self.week_number} (learner {self.learner_id})"
 
 
 class Suppression(models.Model):

@@ -303,6 +303,49 @@ def group_members(group_ids) -> dict[int, list[dict]]:
     return members
 
 
+def group_member_counts(group_ids) -> dict[int, int]:
+    """How many current members each of these groups has, in one query: group id -> count."""
+    counts = (
+        Enrollment.objects.filter(group__in=list(group_ids), status__in=Enrollment.GROUPED, learner__confirmed_at__isnull=False)
+        .values("group_id").annotate(count=Count("pk")).order_by()
+    )
+    return {row["group_id"]: row["count"] for row in counts}
+
+
+class GroupMailMember(NamedTuple):
+    learner_id: int
+    email: str
+    first_name: str
+    timezone: str
+    # Whether the group's mail may reach them now: active (not paused), confirmed, not stopped.
+    receives: bool
+
+
+def group_mail_members_of(group_ids) -> dict[int, list[GroupMailMember]]:
+    """Groups' current members, for their mail, in one query: who may write to a group (any
+    member, a paused one too) and who receives its mail (`receives`)."""
+    members: dict[int, list[GroupMailMember]] = {group_id: [] for group_id in group_ids}
+    rows = (
+        Enrollment.objects.filter(group_id__in=list(members), status__in=Enrollment.GROUPED, learner__confirmed_at__isnull=False)
+        .order_by("learner__first_name", "pk")
+        .values_list("group_id", "learner_id", "learner__email", "learner__first_name", "learner__timezone", "status",
+                     "learner__unsubscribed_at")
+    )
+    for group_id, learner_id, email, first_name, timezone_name, status, stopped_at in rows:
+        receives = status == Enrollment.Status.ACTIVE and stopped_at is None
+        members[group_id].append(GroupMailMember(learner_id, email, first_name, timezone_name, receives))
+    return members
+
+
+def group_mail_members(group_id: int) -> list[GroupMailMember]:
+    return group_mail_members_of([group_id])[group_id]
+
+
+def address_suppressed(address: str) -> bool:
+    """Whether nobody may mail this address (its owner said no, or it refused our mail)."""
+    return Suppression.objects.filter(email_digest=email_digest(address)).exists()
+
+
 def enrollment_sample(cohort: Cohort) -> Enrollment | None:
     """A confirmed learner of the cohort to preview its emails with (one in a group, if any)."""
     enrollments = Enrollment.objects.filter(
@@ -401,6 +444,7 @@ def address_change_from_token(token: str) -> AddressChangeRequest:
 @dataclass(frozen=True)
 class GroupOverview:
     name: str
+    slug: str  # the group's page is under the learner's own: me/<token>/group/<slug>/ (groupmail)
     discussion_url: str  # "" when the group has no place of its own to talk
     members: list[dict]  # the learner's group mates (not themself): first_name, timezone
 
@@ -491,7 +535,7 @@ def _group_of(enrollment: Enrollment, cohort: Cohort, stage: str, today: datetim
             {"first_name": member["first_name"], "timezone": member["timezone"]}
             for member in group_members([group.pk])[group.pk] if member["enrollment"] != enrollment.pk
         ]
-        return "grouped", GroupOverview(name=group.name, discussion_url=group.discussion_url, members=others)
+        return "grouped", GroupOverview(name=group.name, slug=group.slug, discussion_url=group.discussion_url, members=others)
     if stage == "finished":
         return "none", None
     if enrollment.status == Enrollment.Status.PENDING:

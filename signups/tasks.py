@@ -6,7 +6,7 @@ from django.utils import timezone
 from cohorts.selectors import cohort_by_id
 from signups import bulk_actions, emails, import_jobs
 from signups.email_rows import SEND_TIME_LIMIT
-from signups.groups import cohorts_groups_form_due
+from signups.groups import cohorts_group_move_offers_send, cohorts_groups_form_due
 from signups.selectors import cohorts_with_waitlist_to_invite
 from signups.services import waitlist_invite
 
@@ -20,6 +20,14 @@ def groups_form_due() -> None:
             logger.info("Groups not formed for %s: %s", cohort, outcome)
         else:
             logger.info("Formed %d groups for %s (%d learners)", len(outcome.groups), cohort, outcome.learners)
+
+
+@shared_task
+def group_move_offers_due() -> None:
+    """Beat: offer learners in quiet groups a move (rounds that re-form by activity); each once per round."""
+    for cohort, offered in cohorts_group_move_offers_send(timezone.now()).items():
+        if offered:
+            logger.info("Offered %d learners of %s a move out of a quiet group", offered, cohort)
 
 
 @shared_task

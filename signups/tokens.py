@@ -8,10 +8,18 @@
   It carries no age of its own: it works while that round's signup is open, which the join
   page checks when it is opened (a round whose signup is extended keeps its invitations
   working; one that closed says so, rather than "expired").
+- A group move token names one enrollment and the quiet group it was offered a move out of
+  (re-forming by activity). It carries no age: it works while the learner is still in that
+  group of a running round, so the move happens at most once.
 - An address change token names a learner (public id), the new address they asked for and a
   digest of the address they had when they asked; it expires after 7 days. Sent to the new
   address, it proves the learner can read mail there. The old address's digest makes it
   worthless once the learner's address changed some other way.
+- A check-in token names a learner (public id), a round and one of its weeks: the links "I did
+  this week", "I'm behind" and "I'm stuck" of that week's email. Like the learner token it
+  carries no age (a link in an email must not die in a mailbox; erasing the learner makes it
+  worthless): when it may be used is the week's answer window, which the check-in page checks
+  (signups/checkins.py).
 """
 
 import datetime
@@ -26,6 +34,8 @@ _LEARNER_SALT = "signups.learner"
 _WAITLIST_SALT = "signups.waitlist"
 ADDRESS_CHANGE_MAX_AGE = datetime.timedelta(days=7)
 _ADDRESS_CHANGE_SALT = "signups.address-change"
+_GROUP_MOVE_SALT = "signups.group-move"
+_CHECKIN_SALT = "signups.checkin"
 
 
 class TokenInvalid(Exception):
@@ -113,4 +123,41 @@ def address_change_token_read(token: str) -> AddressChange:
     except signing.SignatureExpired:
         raise AddressChangeExpired from None
     except (signing.BadSignature, KeyError, TypeError, ValueError, AttributeError):
+        raise TokenInvalid from None
+
+
+def group_move_token(enrollment_id: int, group_id: int) -> str:
+    return signing.dumps({"enrollment": enrollment_id, "group": group_id}, salt=_GROUP_MOVE_SALT)
+
+
+def group_move_token_read(token: str) -> tuple[int, int]:
+    """The (enrollment id, group id it was offered to leave) in a group move token. Raises TokenInvalid."""
+    try:
+        payload = signing.loads(token, salt=_GROUP_MOVE_SALT)
+        return int(payload["enrollment"]), int(payload["group"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise TokenInvalid from None
+
+
+@dataclass(frozen=True)
+class CheckInLink:
+    """What a check-in token says: this learner, in this round, about this week."""
+
+    learner_public_id: uuid.UUID
+    cohort_id: int
+    week_number: int
+
+
+def checkin_token(public_id: uuid.UUID, cohort_id: int, week_number: int) -> str:
+    # Plain text, not signing.dumps: a third of the length, and the three links of every weekly
+    # email each carry one.
+    return signing.Signer(salt=_CHECKIN_SALT).sign(f"{public_id}.{cohort_id}.{week_number}")
+
+
+def checkin_token_read(token: str) -> CheckInLink:
+    """The learner, round and week a check-in token names. Raises TokenInvalid."""
+    try:
+        public_id, cohort_id, week_number = signing.Signer(salt=_CHECKIN_SALT).unsign(token).split(".")
+        return CheckInLink(uuid.UUID(public_id), int(cohort_id), int(week_number))
+    except (signing.BadSignature, ValueError):
         raise TokenInvalid from None

@@ -19,4 +19,8 @@ urlpatterns = [
     re_path(r"^me/(?P<token>[^/]+)/(?P<action>switch|pause|resume|leave)/$", views.manage_action, name="manage-action"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("waitlist/<str:token>/join/", views.waitlist_join, name="waitlist-join"),
+    path("group/<str:token>/move/", views.group_move, name="group-move"),
+    # The links of each weekly email (signups/checkins.py builds them: checkin/<token>/<answer>/).
+    re_path(r"^checkin/(?P<token>[^/]+)/(?P<answer>done|behind|stuck)/$", views.checkin, name="checkin"),
+    path("checkin/<str:token>/tell-group/", views.checkin_tell_group, name="checkin-tell-group"),
 ]

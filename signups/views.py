@@ -6,6 +6,7 @@ shows the learner's address and links, which neither the browser of a shared com
 proxy on the way may keep.
 """
 
+import dataclasses
 import functools
 
 from django.conf import settings
@@ -20,9 +21,12 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from cohorts.selectors import cohort_by_slug, course_featured
-from signups import services, suppressions
+from signups import checkins, services, suppressions
+from signups.checkins import CheckInRefused
 from signups.forms import AddressFixForm, SignupForm
-from signups.models import Enrollment, timezone_names
+from signups.group_checkins import GroupMoveOutcome, group_move_offer_read
+from signups.groups import enrollment_group_move_to_active
+from signups.models import CheckIn, Enrollment, timezone_names
 from signups.selectors import (
     address_change_from_token, cohorts_open_with_room, cohorts_to_switch_to, enrollment_current,
     enrollment_from_confirmation_token, enrollment_learner_email, enrollment_overview, learner_from_token,
@@ -30,7 +34,7 @@ from signups.selectors import (
 )
 from signups.services import CohortFull, Signup, SignupRefused, WaitlistJoinRefused
 from signups.suppressions import AddressFixRefused, AddressTaken
-from signups.tokens import AddressChangeExpired, TokenExpired, TokenInvalid, learner_token
+from signups.tokens import AddressChangeExpired, TokenExpired, TokenInvalid, group_move_token_read, learner_token
 
 
 def client_ip(request) -> str:
@@ -187,6 +191,7 @@ def manage(request, token):
         # The round as the learner lives it (their own date); signup windows go by the site's clock, as switching does.
         "overview": enrollment_overview(enrollment, learner_today(learner, now)) if enrollment else None,
         "switch_to": list(cohorts_to_switch_to(enrollment, now)) if enrollment else [],
+        "progress": checkins.enrollment_progress(enrollment, learner.timezone, now) if enrollment else [],
         "mail_stop": learner_mail_stop_overview(learner),
         "address_form": AddressFixForm(initial={"email": learner.email}),
     }
@@ -367,3 +372,106 @@ def waitlist_join(request, token):
         invitation.current.learner = invitation.learner
         return _waitlist_joined_page(request, invitation.current, already=True)
     return _waitlist_invitation_page(request, invitation)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def group_move(request, token):
+    """A learner in a quiet group takes up the offer of a move (re-forming by activity). Only a
+    POST moves: GET and HEAD show the offer with one button, since mail scanners fetch links."""
+    try:
+        enrollment_id, group_id = group_move_token_read(token)
+    except TokenInvalid:
+        return _token_problem(request, "invalid", reverse("signups:manage-resend"))
+    offer = group_move_offer_read(enrollment_id, group_id, timezone.now())
+    if offer is None:
+        return _token_problem(request, "invalid", reverse("signups:manage-resend"))
+    if request.method == "POST" and offer.outcome is None:
+        move = enrollment_group_move_to_active(enrollment_id, group_id, now=timezone.now())
+        offer = dataclasses.replace(offer, outcome=move.outcome, group=move.group)
+    context = {
+        "offer": offer, "outcome": offer.outcome.value if offer.outcome else "",
+        "manage_url": reverse("signups:manage", args=[learner_token(offer.learner.public_id)]),
+    }
+    return render(request, "signups/group_move.html", context, status=409 if offer.outcome == GroupMoveOutcome.NO_GROUP else 200)
+
+
+# --- Weekly check-ins (signups/checkins.py has the rules) -----------------------------------------
+
+
+def _local_moment(moment, timezone_name: str) -> str:
+    """A moment as the learner reads it on their own clock, e.g. "Monday 7 December, 09:00"."""
+    return f"{moment.astimezone(checkins.zone_of(timezone_name)):%A %-d %B, %H:%M}"
+
+
+def _checkin_page(request, token: str, checkin, *, answer: str, recorded: bool = False, told=None, problem: str = "", status: int = 200):
+    """The check-in page: asking (GET), the answer recorded and what helps next (POST), the group
+    told, or why nothing could be recorded."""
+    learner, now = checkin.learner, timezone.now()
+    current = checkin.current
+    shown = current.answer if recorded and current else answer
+    context = {
+        "checkin": checkin,
+        "week": checkin.week,
+        "answer": shown,
+        "answer_label": CheckIn.Answer(shown).label,
+        "answers": CheckIn.Answer.choices,
+        "current_label": current.get_answer_display() if current else "",
+        "recorded": recorded,
+        "told": told,
+        # Outside the week's window (or the round): nothing on the page but why.
+        "problem": checkin.problem or "",
+        # Why the group could not be told (checkins.CheckInRefused): shown beside the answer.
+        "tell_problem": "" if checkin.problem else problem,
+        "checkin_token": token,
+        "opens_at": _local_moment(checkin.opens_at, learner.timezone),
+        "closes_at": _local_moment(checkin.closes_at, learner.timezone),
+        "token": learner_token(learner.public_id),
+        "group": checkin.group,
+        "group_mail_on": checkins.group_mail_on(),
+        "note_max_length": checkins.NOTE_MAX_LENGTH,
+    }
+    if recorded and shown == CheckIn.Answer.BEHIND and checkin.enrollment is not None:
+        # The next round, offered with one click: the self-service page's own switch, as it is there.
+        context["next_round"] = checkins.next_round_to_drop_back_to(checkin, now.date())
+    return render(request, "signups/checkin.html", context, status=status)
+
+
+# One-click, as the RFC 8058 unsubscribe: the signed link is the credential, and it is in the
+# URL. A CSRF token would protect nothing: whoever can make a browser post here must know the link
+# already, and with it can post without any browser; a forged cross-site post could only record an
+# answer of the forger's own. Without it the page's POST needs no cookie (what a burst of Monday
+# clicks costs: bench/bench_checkins.py), and a page kept open for days still works.
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def checkin(request, token, answer):
+    """A link of the weekly email: GET and HEAD show the week and one button (mail scanners fetch
+    every link in a message, and record nothing); the POST records the answer, changeable until
+    the next week's email, and answers helpfully."""
+    now = timezone.now()
+    try:
+        if request.method == "POST":
+            recorded = checkins.checkin_record(token, answer, now)
+            return _checkin_page(request, token, recorded, answer=answer, recorded=True)
+        week = checkins.checkin_week_from_token(token, now)
+    except TokenInvalid:
+        return _token_problem(request, "invalid", reverse("signups:manage-resend"))
+    except CheckInRefused as refusal:
+        return _checkin_page(request, token, refusal.checkin, answer=answer, problem=refusal.problem, status=409)
+    return _checkin_page(request, token, week, answer=answer)
+
+
+@never_cache
+@require_POST
+def checkin_tell_group(request, token):
+    """A stuck learner's consent, given on the page of their answer: tell their group."""
+    now = timezone.now()
+    try:
+        told = checkins.checkin_group_tell(token, request.POST.get("note", ""), now)
+    except TokenInvalid:
+        return _token_problem(request, "invalid", reverse("signups:manage-resend"))
+    except CheckInRefused as refusal:
+        return _checkin_page(request, token, refusal.checkin, answer=CheckIn.Answer.STUCK, recorded=refusal.checkin.current is not None,
+                             problem=refusal.problem, status=409)
+    return _checkin_page(request, token, told.checkin, answer=CheckIn.Answer.STUCK, recorded=True, told=told)

@@ -20,6 +20,7 @@ def cohort_form(course, **changes):
         "signup_opens_on": start - datetime.timedelta(weeks=3), "signup_closes_on": start,
         "send_weekday": 0, "send_time": "09:00", "group_size_min": 6, "group_size_target": 10, "group_size_max": 14,
         "groups_form_on": "", "discussion_url_pattern": "https://forum.example.org/c/{group}",
+        "group_strategy": "timezone_experience",
     }
     return data | changes
 
@@ -121,9 +122,9 @@ def test_start_the_next_round_copies_the_settings(admin_client):
     )
     url = reverse("admin:cohorts_cohort_changelist")
     ask = admin_client.post(url, {"action": "start_next_round", ACTION_CHECKBOX_NAME: [cohort.pk]})
-    assert "Create the next round" in ask.content.decode()
+    assert "Monday 28 December 2026" in ask.content.decode() and "Create Round" in ask.content.decode()
 
-    admin_client.post(url, {"action": "start_next_round", ACTION_CHECKBOX_NAME: [cohort.pk], "apply": "1", "weeks_later": 4})
+    admin_client.post(url, {"action": "start_next_round", ACTION_CHECKBOX_NAME: [cohort.pk], "apply": "1", "weeks_later": 4, "previewed": "4"})
 
     new = Cohort.objects.exclude(pk=cohort.pk).get()
     assert new.start_date == datetime.date(2026, 12, 28)
@@ -131,6 +132,27 @@ def test_start_the_next_round_copies_the_settings(admin_client):
     assert (new.capacity, new.send_weekday, new.group_size_target, new.group_size_min, new.group_size_max) == (200, 2, 8, 5, 12)
     assert new.discussion_url_pattern == cohort.discussion_url_pattern
     assert new.slug == f"{cohort.course.slug}-2026-12-28"
+
+
+@pytest.mark.clock("2026-11-21T12:00:00Z")
+def test_start_the_next_round_shows_the_name_and_dates_first_and_links_to_the_new_round(admin_client):
+    cohort = CohortFactory(name="Round 1", start_date=datetime.date(2026, 11, 30), signup_opens_on=datetime.date(2026, 11, 1),
+                           signup_closes_on=datetime.date(2026, 12, 6))
+    url = reverse("admin:cohorts_cohort_changelist")
+    chosen = {"action": "start_next_round", ACTION_CHECKBOX_NAME: [cohort.pk]}
+
+    preview = admin_client.post(url, {**chosen, "weeks_later": 6, "preview": "1"}).content.decode()
+    assert "<h3>Round 2 <span" in preview
+    assert "Monday 11 January 2027" in preview and "opens Sun 13 Dec 2026, closes Sun 17 Jan 2027" in preview
+    assert "It is a Draft until its signup opens on Sunday 13 December 2026" in preview
+    changed_number = admin_client.post(url, {**chosen, "weeks_later": 8, "previewed": "6", "apply": "1"})
+    assert changed_number.status_code == 200 and "Monday 25 January 2027" in changed_number.content.decode()  # shown again, not created
+    assert Cohort.objects.count() == 1
+
+    done = admin_client.post(url, {**chosen, "weeks_later": 8, "previewed": "8", "apply": "1"}, follow=True).content.decode()
+    new = Cohort.objects.get(name="Round 2")
+    assert new.start_date == datetime.date(2027, 1, 25)
+    assert f'Created <a href="{reverse("admin:cohorts_cohort_change", args=[new.pk])}">Round 2</a>, starting Monday 25 January 2027' in done
 
 
 def test_close_signup_now(admin_client, clock):

@@ -37,12 +37,35 @@ def test_the_demo_course_has_its_eight_weeks_and_links():
     first = course.weeks.get(number=1)
     assert first.lecture["title"].startswith("6.00SC Lecture 2")
     assert len(first.readings) == 3
-    assert first.exercises == [{"title": "Codecademy Python, Units 1-2", "url": "http://www.codecademy.com/tracks/python"}]
+    assert first.exercises == [{"title": "Codecademy Python, Units 1-2", "url": "https://www.codecademy.com/tracks/python"}]
     assert first.project["url"].endswith("MIT6_189IAP11_hw1.pdf")
-    assert first.discussion["url"].startswith("http://openstudy.com/")
+    assert first.discussion is None  # OpenStudy is gone: each group talks in its own place
     last = course.weeks.get(number=8)
     assert last.lecture is None and last.readings == []  # week 8 is project time: no lecture, no reading
-    assert {link["url"] for link in course.links} >= {"http://www.codecademy.com/tracks/python", "http://mechanicalmooc.org"}
+    assert {link["url"] for link in course.links} >= {"https://www.codecademy.com/tracks/python", "http://mechanicalmooc.org"}
+
+
+# Hosts known to serve https; the demo's other hosts are left as the original had them.
+HTTPS_HOSTS = ("ocw.mit.edu", "www.codecademy.com", "mechanicalmooc.wordpress.com", "docs.python.org")
+
+
+def demo_urls(course) -> list[str]:
+    links = list(course.links)
+    for week in course.weeks.all():
+        links += [link for link in [week.lecture, week.project, week.discussion, *week.readings, *week.exercises] if link]
+    return [link["url"] for link in links]
+
+
+def test_the_demo_course_sends_nobody_to_openstudy_nor_to_http_where_https_is_served():
+    demo_load(today=SATURDAY)
+
+    course = Course.objects.get(slug="gentle-python")
+    urls = demo_urls(course)
+    assert len(urls) > 40
+    assert not [url for url in urls if "openstudy" in url.lower()]
+    assert not [url for url in urls if url.startswith(tuple(f"http://{host}/" for host in HTTPS_HOSTS))]
+    assert all(week.discussion is None for week in course.weeks.all())
+    assert "OpenStudy" not in course.summary
 
 
 def test_the_demo_fixture_is_loaded_in_full():

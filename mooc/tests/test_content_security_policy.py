@@ -68,7 +68,7 @@ def test_the_development_outbox_has_the_staff_policy(client, settings, tmp_path)
 
 @pytest.mark.parametrize(
     "template",
-    [TEMPLATES_DIR / "base.html", *sorted((TEMPLATES_DIR / "signups").glob("*.html"))],
+    [TEMPLATES_DIR / "base.html", *sorted((TEMPLATES_DIR / "signups").glob("*.html")), *sorted((TEMPLATES_DIR / "groupmail").glob("*.html"))],
     ids=lambda path: path.name,
 )
 def test_public_templates_have_no_inline_script_or_style(template):

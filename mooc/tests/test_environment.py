@@ -77,6 +77,13 @@ def test_site_url_is_required_without_a_default_and_must_be_absolute():
     assert environment(SITE_URL="https://mooc.example.org/").url("SITE_URL", None, ("https",)) == "https://mooc.example.org"
 
 
+def test_the_development_site_url_follows_the_port_make_run_was_given():
+    assert environment(SITE_PORT="8100").site_url(debug=True, allow_http=False) == "http://127.0.0.1:8100"
+    assert environment(SITE_PORT="8100", SITE_URL="http://localhost:9000").site_url(debug=True, allow_http=False) == "http://localhost:9000"
+    with pytest.raises(ConfigurationError, match="SITE_URL is not set"):
+        environment(SITE_PORT="8100").site_url(debug=False, allow_http=False)  # production names its URL
+
+
 def test_site_url_must_be_https_with_debug_off_unless_http_is_allowed_on_purpose():
     assert environment().site_url(debug=True, allow_http=False) == "http://127.0.0.1:8000"
     assert environment(SITE_URL="http://localhost:8000").site_url(debug=True, allow_http=False) == "http://localhost:8000"

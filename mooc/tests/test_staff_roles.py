@@ -87,7 +87,7 @@ def _learner_of(data):
 ACTIONS = [
     Action("cohorts/cohort", "close_signup", {}, "cohort", lambda data, _: Cohort.objects.get(pk=data["cohort"].pk).signup_closes_on != data["cohort"].signup_closes_on),
     Action("cohorts/cohort", "pause_sending", {}, "cohort", lambda data, _: Cohort.objects.get(pk=data["cohort"].pk).sending_paused),
-    Action("cohorts/cohort", "start_next_round", {"apply": "1", "weeks_later": "8"}, "cohort", lambda data, _: Cohort.objects.count() == 3),
+    Action("cohorts/cohort", "start_next_round", {"apply": "1", "weeks_later": "8", "previewed": "8"}, "cohort", lambda data, _: Cohort.objects.count() == 3),
     Action("cohorts/cohort", "send_week_now", {"apply": "1", "email": "week:2"}, "cohort",
            lambda data, _: Delivery.objects.filter(week_number=2).count() == 12),
     Action("cohorts/cohort", "resend_failed", {"apply": "1", "email": "week:1"}, "cohort",

@@ -5,7 +5,8 @@ import pytest
 from cohorts.models import Cohort
 from mooc.testing.providers import ScriptedAnymailBackend
 from scheduler import sandbox, sns
-from scheduler.tests.helpers import START
+from scheduler.tests.helpers import START, learner_in, run_pass, weekly
+from scheduler.tests.webhook_requests import RECIPIENT, WEEK_1_PASS
 
 
 class RenderClock:
@@ -103,3 +104,19 @@ def webhooks(client, settings, sns_signer, sendgrid_signer, http_blocked):
         "SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY": sendgrid_signer.verification_key,
     }
     return requests_.Webhooks(client, sns_signer, sendgrid_signer, http_blocked)
+
+
+@pytest.fixture
+def zoe(cohort):
+    """Zoë, the learner the tracking and provider tests follow, in `cohort`."""
+    return learner_in(cohort, email=RECIPIENT)
+
+
+@pytest.fixture
+def week_1(zoe, cohort, clock):
+    """Zoë's week 1 email, sent by the pass at WEEK_1_PASS (the clock moved there)."""
+    clock.move_to(WEEK_1_PASS)
+    run_pass(WEEK_1_PASS)
+    row = weekly(cohort, 1).get()
+    assert row.status == "sent"
+    return row

@@ -80,9 +80,11 @@ def readable_context() -> dict:
     return email_context(
         first_name="Ada", timezone_name="Europe/London", course=SimpleNamespace(title="A Course", week_count=8),
         cohort=SimpleNamespace(name="Round 1", start_date=datetime.date(2026, 11, 30)), week=week,
-        group=SimpleNamespace(name="Group 1", discussion_url="https://example.org/g1"),
+        group=SimpleNamespace(name="Group 1", slug="g1", discussion_url="https://example.org/g1", mail_address=""),
         members=[{"first_name": "Grace", "timezone": "America/New_York"}, {"first_name": "Alan", "timezone": "Europe/London"}],
         moved_from="Group 9",
         links={"manage": "https://example.org/me/x/", "switch": "https://example.org/me/x/#switch",
-               "unsubscribe": "https://example.org/u/x/", "site": "https://example.org/"},
+               "unsubscribe": "https://example.org/u/x/", "site": "https://example.org/",
+               "checkin_done": "https://example.org/c/x/done/", "checkin_behind": "https://example.org/c/x/behind/",
+               "checkin_stuck": "https://example.org/c/x/stuck/"},
     )

@@ -549,7 +549,7 @@ def test_send_due_dry_run_prints_and_changes_nothing(cohort):
 
     call_command("send_due", "--now", "2026-11-30T15:00:00+00:00", "--dry-run", stdout=output)
 
-    assert output.getvalue().splitlines() == ["Would send: winter week 1: 3"]
+    assert output.getvalue().splitlines() == ["Would send: winter week 1: 3", "Would send 3, skip 0, wait 0 (for a template)."]
     assert not Delivery.objects.exists() and not mail.outbox
 
 

@@ -54,7 +54,7 @@ def test_each_esp_takes_the_weekly_email(cohort, esp, settings):
     assert sent.subject == f"We begin: week 1 of {cohort.course.title}"
     links = learner_links(learner)
     switch, unsubscribe = links["switch"], links["unsubscribe"]
-    assert sent.text.startswith("Hello Zoë,\n\nToday we begin!") and f"({switch})" in sent.text
+    assert sent.text.startswith("Hello Zoë,\n\nToday we begin!") and f"Drop back to the next round: {switch}" in sent.text
     assert "<p style=\"margin:0 0 16px;\">Hello Zoë,</p>" in sent.html and f'href="{unsubscribe}"' in sent.html
     for name, value in list_unsubscribe_headers(unsubscribe).items():
         assert sent.headers[name] == value

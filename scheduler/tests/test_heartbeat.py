@@ -63,3 +63,31 @@ def test_a_real_worker_runs_the_task_on_redis_and_writes_to_postgresql(celery_wo
 
     assert recorded is not None, "the worker did not record the heartbeat within 60 seconds"
     assert clock.now() - recorded.seen_at < datetime.timedelta(minutes=1)
+
+
+@pytest.mark.django_db
+def test_the_admin_says_when_no_worker_reports_in(admin_client, clock, settings):
+    from django.urls import reverse
+
+    from cohorts.tests.factories import CohortFactory
+
+    cohort = CohortFactory()
+    pages = [reverse("admin:index"), reverse("admin:cohorts_cohort_change", args=[cohort.pk])]
+    for url in pages:
+        assert "No worker has ever reported in: nothing is sent" in admin_client.get(url).content.decode()
+
+    heartbeat_record(now=clock.now())
+    for url in pages:
+        assert 'id="worker-banner"' not in admin_client.get(url).content.decode()
+
+    clock.move_to(clock.now() + datetime.timedelta(seconds=settings.WORKER_HEARTBEAT_STALE_AFTER + 60))
+    assert "No worker has reported in for 6 minutes" in admin_client.get(pages[1]).content.decode()
+
+
+@pytest.mark.django_db
+def test_sending_is_promised_within_a_minute_only_while_a_worker_runs(clock):
+    from scheduler.selectors import sending_when
+
+    assert sending_when(clock.now()).startswith("once a worker runs")
+    heartbeat_record(now=clock.now())
+    assert sending_when(clock.now()) == "within a minute"

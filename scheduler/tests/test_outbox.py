@@ -1,5 +1,6 @@
 """In development every email lands in var/outbox/ as an .eml file, readable at /dev/outbox/."""
 
+import datetime
 import email
 import email.policy
 
@@ -7,7 +8,8 @@ import pytest
 from django.core.mail import EmailMultiAlternatives
 from django.urls import reverse
 
-from scheduler.outbox import outbox_messages
+from scheduler import outbox as outbox_module
+from scheduler.outbox import outbox_messages, outbox_page
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def test_the_outbox_page_lists_and_shows_messages_as_a_learner_sees_them(client,
     assert "<h1>Week 1: First programs</h1>" in detail
     assert "Hello Ada," in detail  # the text part
     # The HTML part is shown in a sandboxed frame, escaped into its srcdoc: it cannot run here.
-    assert 'sandbox srcdoc="&lt;p&gt;Hello &lt;strong&gt;Ada&lt;/strong&gt;' in detail
+    assert 'sandbox="allow-same-origin" srcdoc="&lt;p&gt;Hello &lt;strong&gt;Ada&lt;/strong&gt;' in detail
     assert "<script>alert" not in detail
     assert "List-Unsubscribe" in detail
 
@@ -91,3 +93,80 @@ def test_names_that_are_not_messages_are_not_found(client, outbox, settings, nam
     send_week_email()
     assert client.get(f"/dev/outbox/{name}/").status_code == 404
     assert client.get(f"/dev/outbox/{name}/raw/").status_code == 404
+
+
+def send_numbered(clock, count, to="ada@example.org", subject="Week {}"):
+    """`count` messages, a second apart on the test's clock, so their order is the clock's."""
+    for number in range(1, count + 1):
+        clock.shift(datetime.timedelta(seconds=1))
+        send_week_email(to=to.format(number), subject=subject.format(number))
+
+
+def test_the_outbox_pages_newest_first_with_next_and_previous_links(client, outbox, settings, clock, monkeypatch):
+    settings.DEBUG = True
+    monkeypatch.setattr(outbox_module, "OUTBOX_PAGE_SIZE", 3)
+    send_numbered(clock, 7)
+    url = reverse("scheduler:outbox-list")
+
+    first = client.get(url)
+    second = client.get(url, {"page": 2})
+    last = client.get(url, {"page": 3})
+
+    assert [message.subject for message in first.context["messages_in_outbox"]] == ["Week 7", "Week 6", "Week 5"]
+    page = first.content.decode()
+    assert 'rel="next" href="?page=2"' in page and 'rel="prev"' not in page
+    assert [message.subject for message in second.context["messages_in_outbox"]] == ["Week 4", "Week 3", "Week 2"]
+    page = second.content.decode()
+    assert 'rel="prev" href="?page=1"' in page and 'rel="next" href="?page=3"' in page
+    assert [message.subject for message in last.context["messages_in_outbox"]] == ["Week 1"]
+    assert 'rel="next"' not in last.content.decode()
+
+
+def test_a_page_of_fifty_and_a_page_number_that_is_not_one(client, outbox, settings, clock):
+    settings.DEBUG = True
+    send_numbered(clock, 51)
+
+    assert len(outbox_page(1).messages) == 50 and outbox_page(1).has_next
+    assert [message.subject for message in outbox_page(2).messages] == ["Week 1"]
+    assert client.get(reverse("scheduler:outbox-list"), {"page": "x"}).context["page"].number == 1
+
+
+def test_the_search_finds_a_recipient_or_a_subject_in_any_case(client, outbox, settings, clock):
+    settings.DEBUG = True
+    send_numbered(clock, 2, to="ada{}@example.org", subject="Week {}: loops")
+    send_week_email(to="grace@example.org", subject="Welcome, GRACE")
+    url = reverse("scheduler:outbox-list")
+
+    by_recipient = client.get(url, {"q": "ADA2@"}).context["messages_in_outbox"]
+    by_subject = client.get(url, {"q": "Loops"}).context["messages_in_outbox"]
+    either = client.get(url, {"q": "grace"})
+    nothing = client.get(url, {"q": "hedy"}).content.decode()
+
+    assert [message.to for message in by_recipient] == ["ada2@example.org"]
+    assert [message.subject for message in by_subject] == ["Week 2: loops", "Week 1: loops"]
+    assert [message.subject for message in either.context["messages_in_outbox"]] == ["Welcome, GRACE"]
+    assert 'value="grace"' in either.content.decode()
+    assert "No message has a recipient or subject containing “hedy”." in nothing
+
+
+def test_a_search_pages_its_matches_and_keeps_its_query_in_the_links(client, outbox, settings, clock, monkeypatch):
+    settings.DEBUG = True
+    monkeypatch.setattr(outbox_module, "OUTBOX_PAGE_SIZE", 2)
+    send_numbered(clock, 5, subject="Week {}: loops")
+    clock.shift(datetime.timedelta(seconds=1))
+    send_week_email(subject="Something else")
+
+    first = outbox_page(1, "LOOPS")
+    last = outbox_page(3, "LOOPS")
+    page = client.get(reverse("scheduler:outbox-list"), {"q": "loops & more", "page": 2}).content.decode()
+
+    assert [message.subject for message in first.messages] == ["Week 5: loops", "Week 4: loops"] and first.has_next
+    assert [message.subject for message in last.messages] == ["Week 1: loops"] and not last.has_next
+    assert 'href="?q=loops%20%26%20more&amp;page=1"' in page
+
+
+def test_the_list_reads_headers_only(outbox, clock, monkeypatch):
+    send_numbered(clock, 3)
+    monkeypatch.setattr(email, "message_from_bytes", lambda *args, **kwargs: pytest.fail("a whole message was parsed"))
+
+    assert [message.subject for message in outbox_page(1, "week").messages] == ["Week 3", "Week 2", "Week 1"]

@@ -55,10 +55,6 @@ CONFIGURATION = Consequence("configuration", Status.PENDING, Reason.CONFIGURATIO
 AMBIGUOUS = Consequence("ambiguous", Status.FAILED, Reason.AMBIGUOUS, 1)
 
 
-@pytest.fixture
-def zoe(cohort):
-    return learner_in(cohort, email=RECIPIENT)
-
 
 @pytest.fixture
 def at_the_pass(clock):

@@ -95,3 +95,17 @@ def test_nothing_is_ambiguous_while_connecting(error):
 
 def test_refused_credentials_while_connecting_are_still_a_fault_on_our_side():
     assert outcome_of(smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), connecting=True) is Outcome.CONFIGURATION
+
+
+def test_errors_read_as_sentences_not_python_values():
+    from scheduler.providers import error_describe
+
+    refused = smtplib.SMTPRecipientsRefused({"nia@example.org": (550, b"5.1.1 <nia@example.org>: Recipient address rejected: User unknown")})
+    assert error_describe(refused) == (
+        "The mail server refused the recipient: nia@example.org (550 5.1.1 <nia@example.org>: Recipient address rejected: User unknown)."
+    )
+    assert error_describe(smtplib.SMTPDataError(554, b"5.7.1 Message\r\n rejected")) == "The mail server answered 554 5.7.1 Message rejected."
+    assert error_describe(smtplib.SMTPSenderRefused(553, b"not ours", "mooc@localhost")) == (
+        "The mail server refused our sender address mooc@localhost: 553 not ours."
+    )
+    assert error_describe(ConnectionRefusedError(111, "Connection refused")) == "ConnectionRefusedError: [Errno 111] Connection refused"

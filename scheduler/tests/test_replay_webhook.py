@@ -6,25 +6,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from scheduler.models import Delivery, TrackingEvent
-from scheduler.tests.helpers import BEFORE_START, START, at, learner_in, run_pass, weekly
-from scheduler.tests.webhook_requests import RECIPIENT, mailgun_sign, payload, payload_text
+from scheduler.tests.helpers import BEFORE_START
+from scheduler.tests.webhook_requests import mailgun_sign, payload, payload_text
 from signups.models import Learner, Suppression
 
 pytestmark = [pytest.mark.django_db, pytest.mark.clock(BEFORE_START)]
 
-PASS = at(START, 10)
-
-
-@pytest.fixture
-def zoe(cohort):
-    return learner_in(cohort, email=RECIPIENT)
-
-
-@pytest.fixture
-def week_1(zoe, cohort, clock):
-    clock.move_to(PASS)
-    run_pass(PASS)
-    return weekly(cohort, 1).get()
 
 
 def replay(path, *args) -> str:

@@ -65,6 +65,40 @@ def test_a_broken_template_is_refused_at_its_field_with_its_line(admin_client, w
     assert week_one.versions.count() == 1
 
 
+def test_a_valid_template_shows_no_error_box(admin_client, week_one):
+    page = admin_client.get(reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])).content.decode()
+
+    assert "errornote" not in page  # the preview's box is styled as an error only while it holds one
+    assert '<div id="preview-error" role="alert" hidden>' in page
+
+
+def test_every_problem_of_both_parts_is_listed_at_its_field(admin_client, week_one):
+    url = reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])
+    body = "Hello {{ learner.nickname }}\n\n{{ oops }}\n\n{{ week.title|shout }}\n"
+
+    response = admin_client.post(url, change_data(week_one, "Week {{ wek.number }}", body))
+
+    errors = response.context["adminform"].form.errors
+    assert errors["subject"] == ["Line 1: “wek” is not one of the variables listed beside the editor"]
+    assert errors["body"][0] == "Line 3: “oops” is not one of the variables listed beside the editor"
+    assert errors["body"][1].startswith("Line 5: the filter “shout” is not available")
+    page = response.content.decode()
+    assert "“wek”" in page and "“oops”" in page and "“shout”" in page
+    week_one.refresh_from_db()
+    assert week_one.versions.count() == 1
+
+
+def test_the_preview_lists_the_subjects_and_the_bodys_problems(admin_client, week_one):
+    response = admin_client.post(
+        reverse("admin:scheduler_emailtemplate_preview"),
+        {"course": week_one.course_id, "kind": "week", "week_number": 1, "subject": "{{ learner.nickname }}", "body": "{% if x %}\n"},
+    )
+
+    [subject, body] = response.json()["errors"]
+    assert subject.startswith("Subject: Line 1:") and "nickname" in subject
+    assert body.startswith("Body: Line 1: Unexpected end of template")
+
+
 def test_the_editor_documents_the_limits_beside_the_variables(admin_client, week_one):
     page = admin_client.get(reverse("admin:scheduler_emailtemplate_change", args=[week_one.pk])).content.decode()
 
@@ -94,7 +128,7 @@ def test_the_preview_refuses_a_template_bomb_with_its_line(admin_client, week_on
          "body": "Hello\n{% for a in links.manage %}{% for b in links.manage %}{{ links.manage }}{% endfor %}{% endfor %}\n"},
     )
 
-    assert response.json() == {"error": f"Body: Line 2: it produced more than {sandbox.OUTPUT_MAX // 1024} KiB ({sandbox.OUTPUT_MAX:,} characters)"}
+    assert response.json() == {"errors": [f"Body: Line 2: it produced more than {sandbox.OUTPUT_MAX // 1024} KiB ({sandbox.OUTPUT_MAX:,} characters)"]}
 
 
 def test_a_week_outside_the_course_is_refused(admin_client, week_one):
@@ -114,7 +148,7 @@ def test_the_preview_renders_what_is_typed_without_saving(admin_client, week_one
     data = response.json()
     assert data["subject"] == "Preview for Ada"  # the cohort is empty: a made-up learner
     assert "First programs, values and variables</h2>" in data["html"]
-    assert data["text"].startswith("## First programs")
+    assert data["text"].startswith("First programs, values and variables\n------------------------------------\n")
     assert "made-up learner" in data["who"]
     assert week_one.versions.count() == 1
 
@@ -122,7 +156,7 @@ def test_the_preview_renders_what_is_typed_without_saving(admin_client, week_one
         reverse("admin:scheduler_emailtemplate_preview"),
         {"course": week_one.course_id, "kind": "week", "week_number": 1, "subject": "x", "body": "{{ oops }"},
     ).json()
-    assert broken["error"].startswith("Body: Line 1:")
+    assert broken["errors"][0].startswith("Body: Line 1:")
 
 
 def test_the_preview_is_for_staff_only(client, week_one):
@@ -238,7 +272,7 @@ def test_a_real_learners_preview_past_a_limit_says_so_instead_of_failing(admin_c
     EnrollmentFactory(cohort=cohort, learner__first_name="Hedy")
     monkeypatch.setattr(sandbox, "STEPS_MAX", 40)
     body = "{% for a in learner.first_name %}{% for b in learner.first_name %}{% for c in learner.first_name %}.{% endfor %}{% endfor %}{% endfor %}\n"
-    monkeypatch.setattr(scheduler_admin, "email_check", lambda *args: None)  # as if the samples had passed
+    monkeypatch.setattr(scheduler_admin, "email_problems", lambda *args: [])  # as if the samples had passed
 
     response = admin_client.post(
         reverse("admin:scheduler_emailtemplate_preview"),
@@ -246,4 +280,4 @@ def test_a_real_learners_preview_past_a_limit_says_so_instead_of_failing(admin_c
     )
 
     assert response.status_code == 200
-    assert response.json()["error"].startswith("This email cannot be made for Hedy")
+    assert response.json()["errors"][0].startswith("This email cannot be made for Hedy")

@@ -34,10 +34,21 @@ def test_edit_preview_save_and_test_send(browser, live_server, settings, tmp_pat
         preview = page.frame_locator("#preview-html")
         page.locator("#preview-subject").get_by_text("Week 3: the Mechanical MOOC is recalculating your route").wait_for()
         preview.get_by_text("This week you write your own functions", exact=False).wait_for()
+        error = page.locator("#preview-error")
+        assert not error.is_visible()  # a preview that works shows no error bar, not even an empty one
+
+        # Both parts broken: every problem is listed, then the bar goes once they are fixed.
+        page.locator("#id_subject").fill("Week {{ wek.number }}")
+        page.locator("#id_body").fill("Hello {{ oops }}\n")
+        error.get_by_text("Body: Line 1: “oops” is not one of the variables", exact=False).wait_for()
+        assert error.locator("li").all_inner_texts()[0].startswith("Subject: Line 1: “wek”")
+        assert "errornote" in error.get_attribute("class")
         page.locator("#id_subject").fill("Week {{ week.number }}: functions, {{ learner.first_name }}!")
         body = page.locator("#id_body")
         body.fill("## Hello {{ learner.first_name }}\n\nThis week: **{{ week.title }}**.\n\n[Your page]({{ links.manage }})\n")
         page.locator("#preview-subject").get_by_text("Week 3: functions, Ada!").wait_for()
+        error.wait_for(state="hidden")
+        assert error.get_attribute("class") in (None, "")
         preview.get_by_role("heading", name="Hello Ada").wait_for()
 
         page.get_by_role("button", name="Save and continue editing").click()

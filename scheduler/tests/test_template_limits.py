@@ -234,7 +234,8 @@ def test_operations_within_the_limits_work_as_in_python():
     unsaved = SimpleNamespace(pk=None, subject="Hi", body=body, body_html=templating.markdown_to_html_template(body))
     email = email_render(unsaved, readable_context(), "week; cohort=test; week=1; id=1")
 
-    assert email.text.startswith(">  3|Ada..|03|A link|2|21|1024|Ada of A Course\n- A link\n- A link\n")
+    # The body's first line is a Markdown quote: "> " opens it in the text part.
+    assert email.text.startswith(">   3|Ada..|03|A link|2|21|1024|Ada of A Course\n\n- A link\n- A link\n")
 
 
 def test_the_demo_courses_default_emails_pass_the_check(course):
@@ -254,7 +255,13 @@ def test_the_samples_links_are_as_long_as_a_real_learners_and_open_nothing(db):
     from signups.tests.factories import LearnerFactory
     from signups.tokens import TokenInvalid, learner_token_read
 
-    real = learner_links(LearnerFactory())
+    from cohorts.models import MAX_COURSE_WEEKS
+    from signups.checkins import checkin_links
+    from signups.tokens import checkin_token_read
+
+    learner = LearnerFactory()
+    # A week's check-in links as long as they get: the largest round id, the last possible week.
+    real = learner_links(learner) | checkin_links(learner.public_id, 2**31 - 1, MAX_COURSE_WEEKS)
     sample = sample_contexts()[0]["links"]
 
     assert {name: len(link) for name, link in sample.items()} == {name: len(link) for name, link in real.items()}
@@ -262,6 +269,10 @@ def test_the_samples_links_are_as_long_as_a_real_learners_and_open_nothing(db):
     assert made_up.startswith("sample-")
     with pytest.raises(TokenInvalid):
         learner_token_read(made_up)
+    made_up_checkin = sample["checkin_done"].removesuffix("/done/").rsplit("/", 1)[1]
+    assert made_up_checkin.startswith("sample-")
+    with pytest.raises(TokenInvalid):
+        checkin_token_read(made_up_checkin)
 
 
 def test_the_samples_are_as_big_as_real_learners_data_gets():

@@ -38,6 +38,8 @@ Group {{ group.name }} at {{ group.discussion_url }}{{ group.email }}, moved fro
 {% endfor %}
 {% endif %}
 [manage]({{ links.manage }}) [switch]({{ links.switch }}) [stop]({{ links.unsubscribe }}) [site]({{ links.site }})
+[done]({{ links.checkin_done }}) [behind]({{ links.checkin_behind }}) [stuck]({{ links.checkin_stuck }})
+{% if checkin.last %}Last: week {{ checkin.last.week }}, {{ checkin.last.answer }}{% else %}No answer yet{% endif %}
 """
 
 
@@ -65,7 +67,9 @@ def test_every_documented_variable_renders(demo):
     assert email.subject == "Week 3 for Ada"
     for expected in ["Hi Ada (Europe/London), A Course has 8 weeks.", "Round 1 started Monday 30 November 2026.",
                      "Week 3: A week.", "Group Group 1 at https://example.org/g1, moved from Group 9:",
-                     "GRACE in America/New_York", "[switch](https://example.org/me/x/#switch)"]:
+                     "GRACE in America/New_York", "switch: https://example.org/me/x/#switch",
+                     "done: https://example.org/c/x/done/ behind: https://example.org/c/x/behind/ stuck: https://example.org/c/x/stuck/",
+                     "No answer yet"]:
         assert expected in email.text, expected
     assert '<a style="color:#0b5cad;text-decoration:underline;word-break:break-word;" href="https://example.org/">A link</a>' in email.html
     assert "GRACE in America/New_York" in email.html
@@ -110,7 +114,7 @@ def test_sections_of_a_week_without_them_disappear_cleanly(demo):
     for heading in ["Watch", "Read", "Practise", "Build"]:
         assert f">{heading}</h2>" not in email.html
         assert f"## {heading}" not in email.text
-    assert "<ul" not in email.html and "<li" not in email.html
+    assert email.html.count("<ul") == 1 and email.html.count("<li") == 3  # only the check-in links
     assert re.search(r"<h2[^>]*>\s*</h2>|<p[^>]*>\s*</p>", email.html) is None  # no empty heading or paragraph
     assert "Your own pace" in email.text and "the last week of the course" in email.text
 
@@ -123,45 +127,50 @@ def test_a_week_with_everything_shows_every_section(demo):
 
     for heading in ["Watch", "Read", "Practise", "Build", "Talk it over", "Your own pace"]:
         assert f">{heading}</h2>" in email.html
-    assert email.html.count("<ul") == 2  # the readings in one list, the exercises in another
+    assert email.html.count("<ul") == 3  # the readings in one list, the exercises in another, the check-in links
     assert week.readings[2]["url"] in email.html and week.project["url"] in email.text
     assert "Grace (America/New_York)" in email.text
 
 
-def with_group_link(context: dict, url: str, week_discussion: bool = True) -> dict:
+def with_group(context: dict, url: str, email: str = "", week_discussion: bool = True) -> dict:
+    """The readable context's group with its own discussion link `url` ("": none, so its page
+    here stands in, as email_context does) and its address `email` ("": group mail off)."""
+    page = "https://example.org/me/x/group/g1/"
     week = context["week"] | ({} if week_discussion else {"discussion": None})
-    return context | {"group": context["group"] | {"discussion_url": url}, "week": week}
+    return context | {"group": context["group"] | {"discussion_url": url or page, "page_url": page, "email": email}, "week": week}
 
 
-def test_the_weekly_default_sends_a_group_to_its_place_or_says_it_has_none(demo):
+def test_the_weekly_default_tells_a_group_where_to_talk(demo):
     version = week_template(demo, 3).current_version
 
-    linked = render(version, readable_context()).text
-    unlinked = render(version, with_group_link(readable_context(), "")).text
-    nowhere = render(version, with_group_link(readable_context(), "", week_discussion=False)).text
+    linked = render(version, with_group(readable_context(), "https://example.org/g1")).text
+    by_email = render(version, with_group(readable_context(), "", email="g1@groups.example.org")).text
+    both = render(version, with_group(readable_context(), "https://example.org/g1", email="g1@groups.example.org")).text
+    page_only = render(version, with_group(readable_context(), "", week_discussion=False)).text
 
-    assert ("Alan (Europe/London), is the place for questions, answers and encouragement.\n\n"
-            "Meet them here: [Group 1](https://example.org/g1).\n\n") in linked
-    assert "is the place for questions" not in unlinked + nowhere and "Meet them here" not in unlinked + nowhere
-    honest = "Alan (Europe/London), has no place of its own to talk yet, and you cannot write to it by email yet either."
-    assert (f"{honest}\n\nUntil it has, bring your questions to this week's discussion, below.\n\n"
-            "Everyone taking the course, in every round, meets at [A link](https://example.org/).") in unlinked
-    assert f"{honest}\n\n## Your own pace" in nowhere
+    place = "Alan (Europe/London), is the place for questions, answers and encouragement.\n\n"
+    reply = ("Reply to this email to write to your whole group, or write to g1@groups.example.org any time. "
+             "Everything said so far is on your group's page: https://example.org/me/x/group/g1/.\n\n")
+    assert f"{place}Meet them here too: Group 1: https://example.org/g1.\n\n" in linked and "Reply to this" not in linked
+    assert f"{place}{reply}Everyone taking the course" in by_email and "Meet them here" not in by_email
+    assert f"{place}{reply}Meet them here too: Group 1: https://example.org/g1." in both
+    assert (f"{place}See who is in it on your group's page: https://example.org/me/x/group/g1/.\n\n"
+            "Your own pace\n-------------\n") in page_only
 
 
-def test_the_group_introduction_default_says_when_the_group_has_nowhere_to_talk(demo):
+def test_the_group_introduction_default_invites_a_first_hello(demo):
     version = EmailTemplate.objects.get(course=demo, cohort=None, kind=EmailKind.GROUP_INTRO).current_version
 
-    linked = render(version, readable_context()).text
-    unlinked = render(version, with_group_link(readable_context(), "")).text
-    nowhere = render(version, with_group_link(readable_context(), "", week_discussion=False)).text
+    by_email = render(version, with_group(readable_context(), "", email="g1@groups.example.org")).text
+    linked = render(version, with_group(readable_context(), "https://example.org/g1")).text
+    nowhere = render(version, with_group(readable_context(), "", week_discussion=False)).text
 
-    assert "Say hello in your group's space: [Group 1](https://example.org/g1)." in linked and "no place" not in linked
-    assert "Say hello" not in unlinked
-    honest = "Your group has no place of its own to talk yet, and you cannot write to it by email yet either."
-    assert (f"{honest}\n\nUntil it has, bring your questions to [A link](https://example.org/), where everyone taking "
-            "the course meets.\n\nYour first weekly email") in unlinked
-    assert f"{honest}\n\nYour first weekly email" in nowhere
+    assert ("Say hello: reply to this email and everyone in your group gets it. Tell the others why you are learning "
+            "Python and what you hope to build. You can write to g1@groups.example.org any time") in by_email
+    assert "Say hello in your group's space: Group 1: https://example.org/g1. Tell the others why" in linked
+    assert "reply to this email" not in linked
+    assert ("Your group has no place to talk by email on this site. See who is in it on "
+            "your group's page: https://example.org/me/x/group/g1/.\n\nYour first weekly email") in nowhere
 
 
 def test_the_defaults_for_all_eight_weeks_render_for_a_real_learner(demo, clock):
@@ -344,7 +353,71 @@ def test_contexts_for_many_learners_cost_a_fixed_number_of_queries(demo, clock):
     few, few_queries = contexts(5)
     many, many_queries = contexts(30)
 
-    assert few_queries == many_queries == 2  # the enrollments, then every group's members
+    assert few_queries == many_queries == 3  # the enrollments, every group's members, their last check-ins
     enrollment_id, sample = next(iter(many.items()))
     group_size = Enrollment.objects.filter(group=Enrollment.objects.get(pk=enrollment_id).group).count()
     assert len(sample["group"]["members"]) == group_size - 1  # the others, not the learner themselves
+
+
+# --- Check-ins: the week's links and the paragraph that follows the last answer (issue 16) ---------
+
+
+CHECKINS = "How is this week going?\n-----------------------\n\nTell us with one click, until next week's email; " \
+    "your answer shapes what we send you next:\n\n- I did this week: https://example.org/c/x/done/\n" \
+    "- I'm behind: https://example.org/c/x/behind/\n- I'm stuck: https://example.org/c/x/stuck/\n"
+
+
+@pytest.mark.parametrize("answer, paragraph", [
+    (None, None),
+    ("done", "You told us you did week 2: well done. Keep that rhythm, and if someone in your group is stuck, "
+             "a word from you may be all they need."),
+    ("behind", "You told us you were behind in week 2. That is fine: every week's links stay open, so carry on at your "
+               "own pace, or drop back to the next round: https://example.org/me/x/#switch and start afresh with a new group."),
+    ("stuck", "You told us you were stuck in week 2. Questions are welcome: ask your group, Group 1, or everyone "
+              "taking the course (see Talk it over below)."),
+])
+def test_the_weekly_default_adapts_a_paragraph_to_the_last_check_in_and_ends_with_the_weeks_links(demo, answer, paragraph):
+    context = readable_context() | {"checkin": {"last": {"week": 2, "answer": answer} if answer else None}}
+
+    email = render(week_template(demo, 3).current_version, context)
+
+    assert CHECKINS in email.text
+    assert 'href="https://example.org/c/x/stuck/">I\'m stuck</a>' in email.html
+    assert email.text.count("You told us you") == (0 if paragraph is None else 1)
+    if paragraph:
+        assert paragraph in email.text
+        assert email.text.index(paragraph) < email.text.index("Watch\n-----")  # first, before the week's material
+
+
+def test_the_last_weeks_check_in_is_open_a_week(demo):
+    week = readable_context()["week"] | {"number": 8, "is_last": True}
+    email = render(week_template(demo, 8).current_version, readable_context() | {"week": week})
+    assert "Tell us with one click, within a week; your answer shapes what we send you next:\n\n- I did this week: https://example.org/c/x/done/" in email.text
+
+
+def test_contexts_carry_each_learners_signed_check_in_links_and_last_answer(demo, clock):
+    from signups.checkins import checkin_links
+    from signups.models import CheckIn
+    from signups.tokens import checkin_token_read
+
+    cohort = Cohort.objects.select_related("course").get(slug="gentle-python-round-1")
+    hedy, ada = EnrollmentFactory(cohort=cohort), EnrollmentFactory(cohort=cohort)
+    for week_number, answer in [(1, "done"), (2, "stuck"), (3, "behind")]:  # week 3's is not before week 3
+        CheckIn.objects.create(learner=hedy.learner, cohort=cohort, week_number=week_number, answer=answer,
+                               answered_at=clock.now(), changed_at=clock.now())
+    week = week_context(Week.objects.get(course=demo, number=3), 8)
+
+    contexts = email_contexts(cohort, week, [hedy, ada], clock.today())
+
+    assert contexts[hedy.pk]["checkin"] == {"last": {"week": 2, "answer": "stuck"}}
+    assert contexts[ada.pk]["checkin"] == {"last": None}
+    links = contexts[hedy.pk]["links"]
+    assert {key: links[key] for key in ("checkin_done", "checkin_behind", "checkin_stuck")} == checkin_links(hedy.learner.public_id, cohort.pk, 3)
+    token = links["checkin_stuck"].removeprefix("http://testserver/checkin/").removesuffix("/stuck/")
+    read = checkin_token_read(token)
+    assert (read.learner_public_id, read.cohort_id, read.week_number) == (hedy.learner.public_id, cohort.pk, 3)
+    assert links["checkin_done"] != contexts[ada.pk]["links"]["checkin_done"]
+    text = render(week_template(demo, 3).current_version, contexts[hedy.pk]).text
+    assert f"I'm stuck: {links['checkin_stuck']}" in text and "You told us you were stuck in week 2." in text
+    # An email about no week has none, and renders all the same.
+    assert email_contexts(cohort, None, [hedy], clock.today())[hedy.pk]["links"]["checkin_done"] == ""

@@ -4,42 +4,30 @@ payloads, in the format Anymail documents and tests (anymail's tests/test_postma
 import base64
 import datetime
 import json
+import queue
+import threading
 
 import pytest
 from django.urls import reverse
 
-from scheduler.events import SOFT_BOUNCE_LIMIT
+from scheduler import events
+from scheduler.events import SOFT_BOUNCE_LIMIT, ApplyGatherer
 from scheduler.ledger import Reason, Status
 from scheduler.models import TrackingEvent
 from signups.models import Enrollment, Learner, Suppression, email_digest
 
 from scheduler.tests.helpers import BEFORE_START, START, at, learner_in, provider_error, run_pass, weekly
+from scheduler.tests.webhook_requests import AUTH, RECIPIENT, SECRET, WEEK_1_PASS
 
 pytestmark = [pytest.mark.django_db, pytest.mark.clock(BEFORE_START)]
 
-SECRET = "tracker:s3cret-for-tests"
-AUTH = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(SECRET.encode()).decode()}
-PASS = at(START, 10)
-RECIPIENT = "zoe@example.org"
+PASS = WEEK_1_PASS
 
 
 @pytest.fixture(autouse=True)
 def webhook_secret(settings):
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
 
-
-@pytest.fixture
-def zoe(cohort):
-    return learner_in(cohort, email=RECIPIENT)
-
-
-@pytest.fixture
-def week_1(zoe, cohort, clock):
-    clock.move_to(PASS)
-    run_pass(PASS)
-    row = weekly(cohort, 1).get()
-    assert row.status == Status.SENT
-    return row
 
 
 def postmark(record_type: str, row, **fields) -> dict:
@@ -241,3 +229,69 @@ def test_soft_bounces_in_a_row_are_counted_for_many_learners_in_two_queries(coho
     with django_assert_num_queries(2):
         counts = soft_bounces_in_a_row(learners)
     assert counts == {learners[0]: 1, learners[1]: 2, learners[2]: 0}
+
+
+# --- A web process gathers its requests for the apply task (ApplyGatherer) -------------------
+# The gathering thread is real; its pause is a gate the test opens (no test waits on a timer).
+WAITED = 5  # seconds at most for the thread, so a broken gatherer fails rather than hangs
+
+
+def gatherer_with_gate(ask):
+    gate = threading.Semaphore(0)
+    pauses = []
+
+    def pause(seconds):
+        pauses.append(seconds)
+        assert gate.acquire(timeout=WAITED), "the test never opened the gate"
+
+    return ApplyGatherer(ask, gather_ms=200, pause=pause), gate, pauses
+
+
+def test_a_web_process_asks_for_the_apply_once_for_the_requests_of_a_moment():
+    asked = queue.Queue()
+    gatherer, gate, pauses = gatherer_with_gate(lambda: asked.put("asked"))
+    for _ in range(3):
+        gatherer.request()
+    assert asked.empty()
+
+    gate.release()
+    assert asked.get(timeout=WAITED) == "asked"
+    gatherer.request()  # after the wait ended: a new wait
+    gate.release()
+    assert asked.get(timeout=WAITED) == "asked"
+    assert asked.empty() and pauses == [0.2, 0.2]
+
+
+def test_a_request_while_the_task_is_asked_for_asks_again():
+    asked = queue.Queue()
+
+    def ask():
+        if asked.empty():
+            gatherer.request()  # an event committed after the wait ended, while this one asks
+        asked.put("asked")
+
+    gatherer, gate, _ = gatherer_with_gate(ask)
+    gatherer.request()
+    gate.release()
+    gate.release()
+    assert [asked.get(timeout=WAITED), asked.get(timeout=WAITED)] == ["asked", "asked"]
+
+
+def test_with_gathering_on_the_webhook_stores_then_asks_once_the_moment_ends(client, week_1, settings, monkeypatch):
+    settings.TRACKING_APPLY_GATHER_MS = 200  # the production default
+    asked = queue.Queue()
+    gatherer, gate, _ = gatherer_with_gate(lambda: asked.put("asked"))
+    monkeypatch.setattr(events, "apply_gatherer", gatherer)
+
+    assert post(client, postmark("Delivery", week_1)).status_code == 200
+    assert post(client, postmark("Open", week_1)).status_code == 200
+    assert asked.empty() and TrackingEvent.objects.filter(applied_at__isnull=True).count() == 2
+
+    gate.release()
+    assert asked.get(timeout=WAITED) == "asked"
+    assert asked.empty()
+    from scheduler.tasks import tracking_events_apply
+
+    tracking_events_apply()  # what the asked-for task does (in this test's transaction)
+    week_1.refresh_from_db()
+    assert week_1.opened_at is not None and not TrackingEvent.objects.filter(applied_at__isnull=True).exists()

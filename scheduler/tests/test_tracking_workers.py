@@ -1,7 +1,6 @@
 """Tracking events with real processes: a webhook's request commits the events, a real Celery
 worker on Redis applies them (PostgreSQL in CI)."""
 
-import base64
 import datetime
 import json
 
@@ -13,12 +12,11 @@ from mooc.testing.fixtures import wait_for
 from scheduler.ledger import Reason, Status
 from scheduler.models import Delivery, EmailKind
 from signups.models import Learner, Suppression
+from scheduler.tests.webhook_requests import AUTH, SECRET
 from signups.tests.factories import EnrollmentFactory
 
 pytestmark = [pytest.mark.celery_worker, pytest.mark.django_db(transaction=True)]
 
-SECRET = "tracker:s3cret-for-tests"
-AUTH = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(SECRET.encode()).decode()}
 
 
 def test_a_worker_applies_what_the_webhook_stored(client, settings, clock, celery_worker_queue):
@@ -26,6 +24,7 @@ def test_a_worker_applies_what_the_webhook_stored(client, settings, clock, celer
 
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
     settings.TRACKING_EVENTS_QUEUE = celery_worker_queue
+    settings.TRACKING_APPLY_GATHER_MS = 200  # production's: the request's thread leaves the asking to the gatherer's
     course, _ = course_create_from_definition(course_definition_read(DEMO_COURSE_FILE))
     cohort = Cohort.objects.create(course=course, name="Now", slug="now", start_date=clock.today(),
                                    signup_opens_on=clock.today() - datetime.timedelta(weeks=2), signup_closes_on=clock.today())

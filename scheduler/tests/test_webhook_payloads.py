@@ -10,15 +10,15 @@ from django.urls import reverse
 
 from scheduler.ledger import Reason, Status
 from scheduler.models import TrackingEvent
-from scheduler.tests.helpers import BEFORE_START, START, at, learner_in, provider_error, run_pass, weekly
+from scheduler.tests.helpers import BEFORE_START, provider_error, run_pass, weekly
 from scheduler.tests.webhook_requests import (
-    AUTH, RECIPIENT, WRONG_AUTH, SendGridSigner, mailgun_sign, payload, resend_headers,
+    AUTH, RECIPIENT, WEEK_1_PASS, WRONG_AUTH, SendGridSigner, mailgun_sign, payload, resend_headers,
 )
 from signups.models import Enrollment, Learner, Suppression, email_digest
 
 pytestmark = [pytest.mark.django_db, pytest.mark.clock(BEFORE_START)]
 
-PASS = at(START, 10)
+PASS = WEEK_1_PASS
 ESPS = ["mailgun", "amazon_ses", "postmark", "sendgrid", "brevo", "mailjet", "resend", "sparkpost"]
 SIGNED = ["mailgun", "amazon_ses", "sendgrid", "resend"]
 DELIVERED = {
@@ -30,19 +30,6 @@ HARD_BOUNCE = {
     "brevo": "hard_bounce", "mailjet": "bounce_hard", "resend": "bounced", "sparkpost": "bounce",
 }
 
-
-@pytest.fixture
-def zoe(cohort):
-    return learner_in(cohort, email=RECIPIENT)
-
-
-@pytest.fixture
-def week_1(zoe, cohort, clock):
-    clock.move_to(PASS)
-    run_pass(PASS)
-    row = weekly(cohort, 1).get()
-    assert row.status == Status.SENT
-    return row
 
 
 def learner_of(enrollment):

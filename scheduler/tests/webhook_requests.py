@@ -27,6 +27,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from scheduler import sns
+from scheduler.tests.helpers import START, at
 
 PAYLOADS = Path(__file__).parent / "webhook_payloads"
 SECRET = "tracker:s3cret-for-tests"
@@ -35,6 +36,8 @@ WRONG_AUTH = {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(b"tracker:wrong"
 MAILGUN_SIGNING_KEY = "mailgun-signing-key-for-tests"
 RESEND_SIGNING_SECRET = "whsec_" + base64.b64encode(b"resend-signing-secret-for-tests").decode()
 RECIPIENT = "zoe@example.org"
+# The pass that sends week 1 (Monday 10:00 UTC: 09:00 has come in Lisbon and London).
+WEEK_1_PASS = at(START, 10)
 
 
 def payload_text(esp: str, name: str, row=None, **values) -> str:

@@ -57,7 +57,8 @@ def test_the_last_seat_gone_while_the_form_was_open_is_said_where_the_learner_se
     page.locator("input[name=consent]").check()
     page.get_by_role("button", name="Sign up").click()
 
-    error = page.get_by_text("This round is full or no longer open for signup")
-    error.wait_for()
+    page.locator("#signup-errors").wait_for()  # the summary, focused, links to the message at the form
+    error = page.locator("form#signup p.error").get_by_text("This round is full or no longer open for signup")
     assert error.is_visible() and "join the waitlist" in error.inner_text()
+    assert page.locator("#signup-errors a").get_attribute("href") == "#cohort-error" == "#" + error.get_attribute("id")
     assert fits_width(page)

@@ -115,7 +115,7 @@ def test_by_default_groups_form_the_day_before_the_start(next_cohort, today):
 def cohort_change(cohort, **changes) -> dict:
     """The cohort's admin form as it stands, with `changes`."""
     fields = ["name", "slug", "start_date", "capacity", "signup_opens_on", "signup_closes_on", "send_weekday", "send_time",
-              "group_size_min", "group_size_target", "group_size_max", "groups_form_on", "discussion_url_pattern"]
+              "group_size_min", "group_size_target", "group_size_max", "groups_form_on", "discussion_url_pattern", "group_strategy"]
     data = {name: "" if getattr(cohort, name) is None else getattr(cohort, name) for name in fields}
     return data | {"course": cohort.course_id} | changes
 
@@ -135,7 +135,8 @@ def test_forming_groups_with_nowhere_to_talk_warns_the_organizer(admin_client, n
     assert StudyGroup.objects.filter(cohort=next_cohort).count() == 1  # a warning, not a refusal
     warnings = [text for level, text in said if level == messages.WARNING]
     assert warnings == [
-        f"{next_cohort}: its study groups have no place to talk, because the round has no group discussion link. "
+        f"{next_cohort}: its study groups have no place to talk, because the round has no group discussion link "
+        "and group mail is off (GROUP_MAIL_DOMAIN). "
         "Add one on the round's page (Study groups) and save: each group then gets its own link."
     ]
 
@@ -151,6 +152,15 @@ def test_forming_groups_with_a_discussion_link_does_not_warn(admin_client, next_
     assert StudyGroup.objects.get(cohort=next_cohort).discussion_url == f"https://forum.example.org/c/{next_cohort.slug}-g1"
 
 
+def test_forming_groups_with_group_mail_on_does_not_warn(admin_client, next_cohort, settings):
+    settings.GROUP_MAIL_DOMAIN = "groups.example.org"
+    enroll(next_cohort, 8)
+
+    said = form_groups_from_the_admin(admin_client, next_cohort)
+
+    assert [level for level, _ in said] == [messages.INFO]  # each group has its own address: somewhere to talk
+
+
 def test_the_beat_job_logs_a_warning_for_groups_with_nowhere_to_talk(next_cohort, later_cohort, today, caplog):
     for cohort, pattern in [(next_cohort, ""), (later_cohort, "https://forum.example.org/c/{group}")]:
         cohort.groups_form_on, cohort.discussion_url_pattern = today, pattern
@@ -162,7 +172,8 @@ def test_the_beat_job_logs_a_warning_for_groups_with_nowhere_to_talk(next_cohort
 
     warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert [record.getMessage() for record in warnings] == [
-        f"{next_cohort}: its study groups have no place to talk, because the round has no group discussion link. "
+        f"{next_cohort}: its study groups have no place to talk, because the round has no group discussion link "
+        "and group mail is off (GROUP_MAIL_DOMAIN). "
         "Add one on the round's page (Study groups) and save: each group then gets its own link."
     ]
     assert StudyGroup.objects.filter(cohort__in=[next_cohort, later_cohort]).count() == 2
@@ -223,3 +234,19 @@ def test_adding_the_link_later_gives_the_formed_groups_theirs_and_keeps_a_hand_s
     admin_client.post(url, cohort_change(next_cohort, discussion_url_pattern="https://talk.example.org/{group}"))
     first.refresh_from_db()
     assert first.discussion_url == f"https://talk.example.org/{first.slug}"
+
+
+def test_poor_groups_are_a_warning_with_the_reason_and_the_page_says_when_they_were_formed(admin_client, next_cohort, clock):
+    for zone in ["Pacific/Auckland", "Asia/Tokyo", "Asia/Kolkata", "Europe/Berlin", "America/Sao_Paulo", "America/New_York",
+                 "America/Los_Angeles", "Pacific/Honolulu"]:
+        enroll(next_cohort, 1, zone)
+    changelist = reverse("admin:cohorts_cohort_changelist")
+
+    response = admin_client.post(changelist, {"action": "form_groups", ACTION_CHECKBOX_NAME: [next_cohort.pk]}, follow=True)
+
+    [message] = [m for m in get_messages(response.wsgi_request) if "groups of" in m.message]
+    assert message.level == messages.WARNING
+    assert "Poor groups: only 0% of groups within 2 hours: the learners are spread across all time zones (8 UTC offsets" in message.message
+    page = admin_client.get(reverse("admin:cohorts_cohort_change", args=[next_cohort.pk])).content.decode()
+    assert f"groups formed {clock.now():%a %-d %b %Y %H:%M} UTC" in page
+    assert "groups to be formed on" not in page

@@ -46,6 +46,20 @@ def test_how_the_course_works_and_the_next_round(client, demo_course):
     assert "Round 1</strong>" not in page  # running, signup closed
 
 
+def test_a_round_that_takes_late_joiners_says_so_rather_than_a_deadline_after_its_start(client, demo_course):
+    page = client.get("/").content.decode()
+
+    assert "starts on Monday 30 November 2026; you can join until 6 December" in page
+    assert "sign up by" not in page
+
+
+def test_the_time_zone_hint_says_each_thing_once(client, demo_course):
+    page = client.get("/").content.decode()
+
+    assert page.count("Detected from your browser") == 1  # shown by static/js/timezone.js when it filled the field
+    assert "Start typing a city to change it" in page
+
+
 def test_the_page_costs_a_fixed_number_of_queries(client, demo_course, django_assert_num_queries):
     # the next open cohort, the course, its weeks, the course's open cohorts
     with django_assert_num_queries(4):

@@ -80,7 +80,7 @@ def test_in_week_3_the_page_shows_the_week_and_the_group_with_its_link(client, c
     course.save()
     group = StudyGroup.objects.get(cohort=cohort)
 
-    with django_assert_num_queries(4):  # the learner, their enrollment, their group's members, rounds to switch to
+    with django_assert_num_queries(5):  # the learner, their enrollment, their group's members, their weeks' check-ins, rounds to switch to
         page = page_of(client, hedy)
 
     words = text(page)
@@ -92,18 +92,24 @@ def test_in_week_3_the_page_shows_the_week_and_the_group_with_its_link(client, c
     assert "Ada (Europe/London) Alan (Europe/London) Grace (Europe/Lisbon) Joan (Europe/Dublin)" in group_words
     assert "Hedy" not in group_words  # the others, not the learner themself
     assert f'<a class="button" href="https://forum.example.org/c/{group.slug}">Go to Group 1’s discussion</a>' in page
+    assert f'group/{group.slug}/">Go to Group 1’s page</a>' in page  # its page here too
     assert "What happens next Week 4’s email arrives on Monday 30 November 2026." in words
 
 
-def test_a_group_without_a_discussion_link_says_it_has_no_place_yet(client, course):
+def test_a_group_without_a_discussion_link_has_its_own_page_here(client, course):
     _, hedy = grouped_round(course, pattern="")
+    group = StudyGroup.objects.get()
 
     page = page_of(client, hedy)
 
     group_words = text(page, "group")
     assert "Group 1: you and 4 others" in group_words
-    assert "Your group has no place of its own to talk yet. Once it has, your weekly email links to it." in group_words
     assert "discussion</a>" not in page
+    # groupmail's page, at the address scheduler.selectors.group_page_url gives the emails.
+    group_page = learner_links(hedy.learner)["manage"].removeprefix("http://testserver") + f"group/{group.slug}/"
+    assert f'<a class="button" href="{group_page}">Go to Group 1’s page</a>' in page
+    assert "Its members and its messages are there, how to write to it, and a button to mute its mail" in group_words
+    assert client.get(group_page).status_code == 200
 
 
 def test_the_page_costs_the_same_queries_for_a_big_group(client, course, django_assert_num_queries):
@@ -112,7 +118,7 @@ def test_the_page_costs_the_same_queries_for_a_big_group(client, course, django_
     EnrollmentFactory.create_batch(14, cohort=cohort)
     cohort_groups_form(cohort, now=datetime.datetime(2026, 11, 8, 12, tzinfo=datetime.UTC))
 
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         page = page_of(client, hedy)
 
     assert "you and 14 others" in text(page, "group")
@@ -122,7 +128,7 @@ def test_a_learner_who_joins_after_formation_and_is_not_placed_yet_is_told_so(cl
     cohort, _ = grouped_round(course)
     late = learner_in(cohort, "Kate")  # the factory writes the row: nothing has placed her yet
 
-    with django_assert_num_queries(4):  # the learner, their enrollment, whether groups exist, rounds to switch to
+    with django_assert_num_queries(5):  # the learner, their enrollment, whether groups exist, their weeks' check-ins, rounds to switch to
         page = page_of(client, late)
 
     assert "This round’s groups are formed already: you will be placed in one shortly." in text(page, "group")
@@ -140,11 +146,13 @@ def test_on_formation_day_before_the_job_has_run_the_groups_are_being_formed(cli
 
 def test_after_the_end_the_round_is_finished(client, course):
     cohort = round_of(course, "Round 0", datetime.date(2026, 8, 3))  # 8 weeks: ended Sunday 27 September
-    words = text(page_of(client, learner_in(cohort, "Hedy", wants_group=False)))
+    page = page_of(client, learner_in(cohort, "Hedy", wants_group=False))
+    words, weeks = text(page), text(page, "progress")
 
     assert "Round 0, started Monday 3 August 2026" in words
     assert "Finished on Sunday 27 September 2026, after 8 weeks" in words
-    assert "Week " not in words.replace("Week Finished", "")
+    assert "Week " not in words.replace(weeks, "").replace("Week Finished", "")  # no current week; their weeks, as history
+    assert weeks.count("No answer") == 8
     assert "You chose to study on your own." in words
     assert "The round is over; the links in your emails stay open." in words
 

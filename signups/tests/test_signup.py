@@ -34,7 +34,7 @@ def test_the_home_page_has_the_form_with_its_public_field_names(client, next_coh
 
     for name in ["email", "first_name", "timezone", "experience", "wants_group", "cohort", "consent"]:
         assert f'name="{name}"' in page, name
-    assert 'action="/signup/"' in page
+    assert 'action="/signup/#signup"' in page  # the fragment brings the learner back to the form and its errors
     # The next round to start is chosen already; each round shows its start date.
     assert re.search(rf'value="{next_cohort.slug}"[^>]*checked', page)
     assert f"{later_cohort.start_date:%A %-d %B %Y}" in page
@@ -129,6 +129,10 @@ def test_bad_input_comes_back_with_the_input_kept_and_a_message_at_the_field(cli
     page = response.content.decode()
     assert 'value="Ada"' in page  # what the person typed is still there
     assert not Learner.objects.exists() and not mail.outbox
+    # The summary at the form (focused by static/js/form_errors.js) links to the field.
+    target = f"id_{field}_0" if field in {"experience", "cohort", "wants_group"} else f"id_{field}"
+    assert 'id="signup-errors" role="alert" tabindex="-1"' in page
+    assert f'<li><a href="#{target}">' in page and f'id="{target}"' in page
 
 
 def test_a_round_that_closed_since_the_page_loaded_is_refused_at_the_field(client, next_cohort, running_cohort):

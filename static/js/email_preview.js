@@ -16,10 +16,18 @@
   }
 
   function show(data) {
-    var error = document.getElementById("preview-error");
-    error.hidden = !data.error;
-    error.textContent = data.error || "";
-    if (data.error) {
+    var errors = data.errors || [];
+    var box = document.getElementById("preview-error");
+    var list = document.getElementById("preview-error-list");
+    // The admin's red error style only while there is an error: never an empty red bar.
+    box.hidden = errors.length === 0;
+    box.classList.toggle("errornote", errors.length > 0);
+    list.replaceChildren.apply(list, errors.map(function (message) {
+      var item = document.createElement("li");
+      item.textContent = message;
+      return item;
+    }));
+    if (errors.length) {
       return;
     }
     document.getElementById("preview-subject").textContent = data.subject;
@@ -41,7 +49,7 @@
     fetch(panel.dataset.previewUrl, { method: "POST", body: body, credentials: "same-origin" })
       .then(function (response) { return response.json(); })
       .then(function (data) { if (request === latest) { show(data); } })
-      .catch(function () { show({ error: "The preview could not be loaded." }); });
+      .catch(function () { show({ errors: ["The preview could not be loaded."] }); });
   }
 
   fields.forEach(function (id) {
