@@ -16,7 +16,7 @@ from cohorts.forms import ExperimentStrategiesField, LinkListField
 from cohorts.models import GROUP_FORMING_STRATEGIES, Cohort, CohortStatus, Course, GroupStrategy, StudyGroup, Week
 from cohorts.selectors import cohort_groups_formed_at, cohort_groups_have_place_to_talk, cohort_has_groups, cohort_next_week_due
 from cohorts.services import (
-    WeekCountChange, cohort_close_signup, cohort_group_links_follow, cohort_next_plan, cohort_start_next, course_week_count_change,
+    WeekCountChange, cohort_close_signup, cohort_group_links_follow, cohort_lock, cohort_next_plan, cohort_start_next, course_week_count_change,
 )
 from mooc.permissions import ActionPermissionsMixin, admin_action
 
@@ -133,13 +133,23 @@ class CohortForm(forms.ModelForm):
         cleaned = super().clean()
         if "group_strategy" in cleaned and cleaned["group_strategy"] != GroupStrategy.EXPERIMENT:
             cleaned["experiment_strategies"] = []  # a round that runs no experiment compares nothing
-        if not self.instance._state.adding and cohort_has_groups(self.instance):
-            self._refuse_strategy_change(cleaned)
+        if not self.instance._state.adding and self._strategy_changed(cleaned, self.instance):
+            # The admin saves inside the transaction this form is checked in: locking the round
+            # waits for a formation under way (it holds the same lock) and holds off one that
+            # would start before the save, so the groups are seen here or formed by the new strategy.
+            stored = cohort_lock(self.instance.pk)
+            if cohort_has_groups(stored):
+                self._refuse_strategy_change(cleaned, stored)
         return cleaned
 
-    def _refuse_strategy_change(self, cleaned):
-        # self.instance still holds the stored values here (see clean_start_date).
-        stored = self.instance
+    @staticmethod
+    def _strategy_changed(cleaned, stored: Cohort) -> bool:
+        # self.instance still holds the stored values while the form is cleaned (see clean_start_date).
+        return ("group_strategy" in cleaned and cleaned["group_strategy"] != stored.group_strategy) or (
+            "experiment_strategies" in cleaned and cleaned["experiment_strategies"] != (stored.experiment_strategies or [])
+        )
+
+    def _refuse_strategy_change(self, cleaned, stored: Cohort):
         formed_by = GroupStrategy(stored.group_strategy).label.lower()
         if stored.group_strategy == GroupStrategy.EXPERIMENT:
             formed_by += " between " + " and ".join(GroupStrategy(value).label.lower() for value in stored.experiment_strategies)
@@ -148,10 +158,10 @@ class CohortForm(forms.ModelForm):
             "or its groups would be counted under a strategy that did not form them. "
             "To try another strategy, start the next round and choose it there."
         )
-        if "group_strategy" in cleaned and cleaned["group_strategy"] != stored.group_strategy:
-            self.add_error("group_strategy", refusal)
-        elif "experiment_strategies" in cleaned and cleaned["experiment_strategies"] != (stored.experiment_strategies or []):
-            self.add_error("experiment_strategies", refusal)
+        if not self._strategy_changed(cleaned, stored):
+            return  # changed by someone else in the meantime to what this form holds
+        strategy_changed = "group_strategy" in cleaned and cleaned["group_strategy"] != stored.group_strategy
+        self.add_error("group_strategy" if strategy_changed else "experiment_strategies", refusal)
 
     def clean_start_date(self):
         start = self.cleaned_data["start_date"]

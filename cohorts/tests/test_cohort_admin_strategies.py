@@ -1,15 +1,20 @@
 """Organizers choose how a round's groups are formed on its admin page: a strategy, or an experiment
 between two; once the groups exist, the choice is kept."""
 
+import threading
+
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission, User
+from django.db import transaction
+from django.test import Client
 from django.urls import reverse
 
 from cohorts.models import Cohort
-from cohorts.services import cohort_seed_record, study_groups_create
+from cohorts.services import cohort_lock, cohort_seed_record, study_groups_create
 from cohorts.tests.factories import CohortFactory, CourseFactory
 from cohorts.tests.test_cohort_admin import change_form_of, cohort_form, field_errors
+from mooc.testing.threads import in_threads, lock_waiter_wait
 
 pytestmark = pytest.mark.django_db
 
@@ -76,6 +81,35 @@ def test_the_strategy_cannot_change_once_groups_are_formed(admin_client, changes
     assert "This round's groups are formed already (time zone and experience): how they are formed can no longer change" in " ".join(
         field_errors(response)["group_strategy"]
     )
+    cohort.refresh_from_db()
+    assert cohort.group_strategy == "timezone_experience"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_strategy_change_saved_while_the_groups_are_being_formed_waits_for_them_and_is_refused(admin_user):
+    cohort = CohortFactory(group_strategy="timezone_experience")
+    forming = threading.Event()
+    responses = []
+
+    def form_groups():
+        with transaction.atomic():
+            cohort_lock(cohort.pk)  # as a formation does (signups.groups.cohort_groups_form)
+            forming.set()
+            formed(cohort, ["timezone_experience"])
+            lock_waiter_wait()  # the organizer's save has reached the lock: only now are the groups committed
+
+    def change_the_strategy():
+        assert forming.wait(timeout=10)
+        client = Client()
+        client.force_login(admin_user)
+        responses.append(client.post(reverse("admin:cohorts_cohort_change", args=[cohort.pk]), change_form_of(cohort, group_strategy="random")))
+
+    assert in_threads(form_groups, change_the_strategy) == []
+
+    [response] = responses
+    assert response.status_code == 200
+    assert "formed already (time zone and experience)" in " ".join(field_errors(response)["group_strategy"])
     cohort.refresh_from_db()
     assert cohort.group_strategy == "timezone_experience"
 

@@ -6,6 +6,7 @@ import pytest
 from django.core import mail
 from django.db import connection
 
+from mooc.testing.threads import in_threads
 from signups.models import Enrollment, Learner
 from signups.services import Signup, learner_signup
 
@@ -50,27 +51,6 @@ def test_simultaneous_signups_for_one_address_make_one_learner(next_cohort, late
     assert len(mail.outbox) == 1
 
 
-def _in_threads(*targets, timeout=30):
-    """Run each callable in a thread of its own (each with its own connection); the errors they raised."""
-    errors = []
-
-    def run(target):
-        try:
-            target()
-        except Exception as error:  # noqa: BLE001 - returned to the test
-            errors.append(error)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(target,)) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=timeout)
-    assert not any(thread.is_alive() for thread in threads), "a thread is stuck (a deadlock?)"
-    return errors
-
-
 def test_twelve_simultaneous_signups_for_the_last_seat_fill_it_once(next_cohort, settings, clock):
     from django.test import Client
 
@@ -92,7 +72,7 @@ def test_twelve_simultaneous_signups_for_the_last_seat_fill_it_once(next_cohort,
             answers.append((response.status_code, "full" in response.content.decode()))
         return post
 
-    assert _in_threads(*[sign_up(number) for number in range(12)]) == []
+    assert in_threads(*[sign_up(number) for number in range(12)]) == []
 
     # One gets the seat. The others hear the round is full: under the lock (409), or, when they
     # come after the winner committed, from the form, which no longer offers the round (400).
@@ -128,7 +108,7 @@ def test_an_unsubscribe_during_an_import_is_never_undone(next_cohort, clock, mon
         learner_unsubscribe(Learner.objects.get(pk=learner.pk), now=clock.now())
         unsubscribed.set()
 
-    assert _in_threads(run_import, unsubscribe) == []
+    assert in_threads(run_import, unsubscribe) == []
 
     learner.refresh_from_db()
     assert learner.unsubscribed_at is not None
@@ -158,7 +138,7 @@ def test_a_pause_during_a_move_pauses_the_enrollment_the_learner_moved_to(runnin
         services.enrollment_pause(Enrollment.objects.get(pk=enrollment.pk), now=clock.now())
         paused.set()
 
-    assert _in_threads(move, pause) == []
+    assert in_threads(move, pause) == []
 
     current = Enrollment.objects.get(learner=enrollment.learner, status__in=Enrollment.CURRENT)
     assert (current.cohort, current.status) == (next_cohort, Enrollment.Status.PAUSED)

@@ -5,11 +5,11 @@ import time
 
 import pytest
 
+from mooc.testing.threads import in_threads
 from signups import import_jobs
 from signups.models import Enrollment, Learner, LearnerImport
 from signups.selectors import cohort_seats_taken
 from signups.services import Signup, learner_signup
-from signups.tests.test_concurrency import _in_threads
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -47,7 +47,7 @@ def test_a_signup_while_an_import_is_applied_waits_for_one_batch_not_for_the_imp
         )
         signed_up.update(seconds=time.monotonic() - started, batches_before=len(batches))
 
-    errors = _in_threads(lambda: import_jobs.learner_import_apply(job.pk, now=clock.now()), sign_up, timeout=60)
+    errors = in_threads(lambda: import_jobs.learner_import_apply(job.pk, now=clock.now()), sign_up, timeout=60)
 
     assert errors == []
     job.refresh_from_db()
