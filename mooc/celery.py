@@ -7,6 +7,7 @@ periodic jobs in the admin; the schedule below is written to the database at bea
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mooc.settings")
 
@@ -15,12 +16,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
-    # Proves, every minute, that beat, the broker, a worker and the database work together;
-    # /healthz shows how long ago it last arrived.
-    "worker-heartbeat": {
-        "task": "scheduler.tasks.heartbeat",
-        "schedule": 60.0,
-        "options": {"expires": 55},
+    # Proves, every minute, that beat, the broker, each queue's worker and the database work
+    # together: one heartbeat per queue in WORKER_QUEUES ("worker-heartbeat" for the default
+    # queue, "worker-heartbeat-<queue>" for the others); /healthz and the admin show their ages.
+    **{
+        "worker-heartbeat" + ("" if queue == "celery" else f"-{queue}"): {
+            "task": "scheduler.tasks.heartbeat",
+            "schedule": 60.0,
+            "args": [queue],
+            "options": {"queue": queue, "expires": 55},
+        }
+        for queue in settings.WORKER_QUEUES
     },
     # The teacher: put every email that fell due in the ledger and queue it for the workers.
     "deliveries-dispatch": {

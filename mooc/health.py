@@ -1,10 +1,12 @@
 """/healthz: is this site able to work? For load balancers, uptime checks and operators.
 
 The database and the broker are critical: when either is down the answer is HTTP 503.
-The worker heartbeat, the overdue emails (due over an hour ago, not sent) and the cohorts
-whose sending paused itself after a fault on our side (their slugs; the provider's answer is on
-the cohort's admin page) and the providers' tracking events waiting to be applied are reported too, but do not fail the check: the web pages still work without workers, and taking the
-site out of rotation would not help. They are for the monitoring that pages a person.
+Reported too, without failing the check: the workers' heartbeats (one per queue), the overdue
+emails (due over an hour ago, not sent), the cohorts whose sending paused itself after a fault
+on our side (their slugs; the provider's answer is on the cohort's admin page) and the
+providers' tracking events waiting to be applied. The web pages still work without workers,
+and taking the site out of rotation would not help: these are for the monitoring that pages a
+person.
 """
 
 import logging
@@ -19,7 +21,7 @@ from cohorts.selectors import cohorts_paused_by_fault
 from mooc.celery import app as celery_app
 from scheduler.events import tracking_backlog_status
 from scheduler.planning import deliveries_overdue
-from scheduler.selectors import heartbeat_status
+from scheduler.selectors import workers_status
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +62,7 @@ def healthz(request):
         broker = broker_check.result()
     now = timezone.now()
     if database["ok"]:
-        worker = heartbeat_status(now=now)
+        worker = workers_status(now)
         overdue = deliveries_overdue(now)
         paused = cohorts_paused_by_fault()
         deliveries = {"ok": overdue == 0 and not paused, "overdue": overdue, "paused_by_fault": paused}

@@ -321,6 +321,9 @@ TRACKING_EVENTS_QUEUE = env.str("TRACKING_EVENTS_QUEUE", default="celery")
 # copies go out on DELIVERY_QUEUE, like the weekly emails; the notices to refused senders on
 # TRANSACTIONAL_QUEUE.
 GROUP_MAIL_QUEUE = env.str("GROUP_MAIL_QUEUE", default="celery")
+# Every queue some worker must serve. Beat sends each its own heartbeat (mooc/celery.py), so a
+# stopped `mail` worker shows on /healthz and in the admin as plainly as a stopped jobs worker.
+WORKER_QUEUES = list(dict.fromkeys(["celery", DELIVERY_QUEUE, TRANSACTIONAL_QUEUE, TRACKING_EVENTS_QUEUE, GROUP_MAIL_QUEUE]))
 # How long a web process gathers the tracking events it stores before asking for the apply task
 # once for all of them (scheduler/events.py, ApplyGatherer); 0 asks at every request.
 TRACKING_APPLY_GATHER_MS = env.int("TRACKING_APPLY_GATHER_MS", default=200)

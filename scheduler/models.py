@@ -4,13 +4,21 @@ from django.utils import timezone
 
 
 WORKER_HEARTBEAT = "worker"
+DEFAULT_QUEUE = "celery"  # Celery's own default: the periodic jobs' queue
+
+
+def heartbeat_name(queue: str) -> str:
+    """The heartbeat of the worker serving `queue`: "worker" for the default queue (its name
+    from before each queue had one), "worker-<queue>" for the others."""
+    return WORKER_HEARTBEAT if queue == DEFAULT_QUEUE else f"{WORKER_HEARTBEAT}-{queue}"[:50]
 
 
 class Heartbeat(models.Model):
     """The last time a periodic job reached a worker and the database.
 
-    Beat queues the heartbeat task every minute and a worker records it here, so its age
-    tells whether beat, the broker and the workers are all running.
+    Beat queues the heartbeat task every minute on each worker queue and that queue's worker
+    records it here (heartbeat_name), so their ages tell whether beat, the broker and every
+    queue's worker are running.
     """
 
     name = models.SlugField(max_length=50, unique=True)

@@ -8,12 +8,16 @@ from django.conf import settings
 
 from cohorts.models import group_mail_address
 from cohorts.selectors import cohort_week_on
-from scheduler.models import WORKER_HEARTBEAT, Heartbeat
+from scheduler.models import DEFAULT_QUEUE, Heartbeat, heartbeat_name
 
 
-def heartbeat_status(now: datetime.datetime, name: str = WORKER_HEARTBEAT) -> dict:
-    """How long ago the heartbeat last arrived, and whether that is recent enough."""
-    seen_at = Heartbeat.objects.filter(name=name).values_list("seen_at", flat=True).first()
+def heartbeat_status(now: datetime.datetime, queue: str = DEFAULT_QUEUE) -> dict:
+    """How long ago `queue`'s heartbeat last arrived, and whether that is recent enough."""
+    seen_at = Heartbeat.objects.filter(name=heartbeat_name(queue)).values_list("seen_at", flat=True).first()
+    return _heartbeat_age(seen_at, now)
+
+
+def _heartbeat_age(seen_at: datetime.datetime | None, now: datetime.datetime) -> dict:
     if seen_at is None:
         return {"ok": False, "last_seen": None, "seconds_ago": None}
     seconds_ago = max(0, int((now - seen_at).total_seconds()))
@@ -24,26 +28,57 @@ def heartbeat_status(now: datetime.datetime, name: str = WORKER_HEARTBEAT) -> di
     }
 
 
+def workers_status(now: datetime.datetime) -> dict:
+    """Each worker queue's heartbeat (settings.WORKER_QUEUES), in one query: {"ok": every queue's
+    worker reports in, "queues": {queue: heartbeat_status}}, and the default queue's age at the top."""
+    names = {heartbeat_name(queue): queue for queue in settings.WORKER_QUEUES}
+    seen = dict(Heartbeat.objects.filter(name__in=names).values_list("name", "seen_at"))
+    queues = {queue: _heartbeat_age(seen.get(name), now) for name, queue in names.items()}
+    return {**queues[DEFAULT_QUEUE], "ok": all(status["ok"] for status in queues.values()), "queues": queues}
+
+
+# What waits while a queue's worker is silent (README, "Three queues").
+_QUEUE_WORK = {
+    "DELIVERY_QUEUE": "the weekly emails and group messages",
+    "TRANSACTIONAL_QUEUE": "confirmations, manage links and test sends",
+}
+
+
 def worker_absence(now: datetime.datetime) -> str | None:
-    """Why emails will not go out by themselves now: no recent worker heartbeat (a sentence for
-    the admin's banner), or None while a worker reports in."""
-    status = heartbeat_status(now)
+    """Why emails will not go out by themselves now: a worker queue with no recent heartbeat (a
+    sentence for the admin's banner), or None while every queue's worker reports in."""
+    status = workers_status(now)
     if status["ok"]:
         return None
     start = ("Start the workers (make run starts them; see Procfile.dev), or run "
              "“python manage.py send_due” for one pass by hand.")
-    if status["last_seen"] is None:
-        return f"No worker has ever reported in: nothing is sent, and no job runs, until one does. {start}"
+    queues = status["queues"]
+    if not queues[DEFAULT_QUEUE]["ok"]:
+        default = queues[DEFAULT_QUEUE]
+        if default["last_seen"] is None:
+            return f"No worker has ever reported in: nothing is sent, and no job runs, until one does. {start}"
+        return (f"No worker has reported in for {_since(default)}: "
+                f"nothing is sent, and no job runs, until one does. {start}")
+    silent = []
+    for queue, queue_status in queues.items():
+        if queue_status["ok"]:
+            continue
+        waiting = " and ".join(what for setting, what in _QUEUE_WORK.items() if getattr(settings, setting) == queue) or "its tasks"
+        since = "has never reported in" if queue_status["last_seen"] is None else f"has not reported in for {_since(queue_status)}"
+        silent.append(f"The worker of the “{queue}” queue {since}: {waiting} wait until it does.")
+    return " ".join(silent) + " Start the workers (make run starts them; see Procfile.dev)."
+
+
+def _since(status: dict) -> str:
     minutes = status["seconds_ago"] // 60
     seen = datetime.datetime.fromisoformat(status["last_seen"]).astimezone(datetime.UTC)
-    return (f"No worker has reported in for {minutes} minute{'s' if minutes != 1 else ''} (last at {seen:%a %-d %b %H:%M} UTC): "
-            f"nothing is sent, and no job runs, until one does. {start}")
+    return f"{minutes} minute{'s' if minutes != 1 else ''} (last at {seen:%a %-d %b %H:%M} UTC)"
 
 
 def sending_when(now: datetime.datetime) -> str:
     """When something queued now goes out, for a message to an organizer: "within a minute"
     only while a worker reports in."""
-    return "within a minute" if worker_absence(now) is None else "once a worker runs (none has reported in recently)"
+    return "within a minute" if worker_absence(now) is None else "once the workers run (not every one has reported in recently)"
 
 
 # --- What an email's template sees: plain data only, never models ------------------------------

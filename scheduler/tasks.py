@@ -11,7 +11,7 @@ from jinja2 import TemplateError
 from cohorts.models import Cohort
 from scheduler.events import APPLY_BATCH, ORPHANS_KEPT, tracking_events_apply_started, tracking_orphans_delete
 from scheduler.events import tracking_events_apply as events_apply
-from scheduler.models import EmailTemplateVersion
+from scheduler.models import DEFAULT_QUEUE, EmailTemplateVersion
 from scheduler.planning import deliveries_dispatch
 from scheduler.sending import deliveries_send
 from scheduler.services import email_test_send as test_email_send
@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task
-def heartbeat() -> None:
-    heartbeat_record(now=timezone.now())
+def heartbeat(queue: str = DEFAULT_QUEUE) -> None:
+    """Beat sends one to each worker queue, naming it (mooc/celery.py): its worker records it."""
+    heartbeat_record(now=timezone.now(), queue=queue)
 
 
 @shared_task

@@ -11,6 +11,7 @@ from django.db import OperationalError, connection
 
 from mooc.testing.fixtures import PROJECT_DIR
 from scheduler.services import heartbeat_record
+from scheduler.tests.helpers import workers_report_in
 
 pytestmark = pytest.mark.django_db
 
@@ -57,16 +58,31 @@ def test_database_down(client, monkeypatch):
 
 def test_the_worker_heartbeat_is_reported_but_does_not_fail_the_check(client, settings, clock):
     settings.WORKER_HEARTBEAT_STALE_AFTER = 300
-    assert client.get("/healthz").json()["worker"] == {"ok": False, "last_seen": None, "seconds_ago": None}
+    never = {"ok": False, "last_seen": None, "seconds_ago": None}
+    assert client.get("/healthz").json()["worker"] == {
+        **never, "queues": {"celery": never, "mail": never, "transactional": never},
+    }
 
-    heartbeat_record(now=clock.now() - datetime.timedelta(minutes=10))
+    workers_report_in(clock.now() - datetime.timedelta(minutes=10))
     stale = client.get("/healthz")
     assert stale.status_code == 200
     assert stale.json()["worker"]["ok"] is False
     assert stale.json()["worker"]["seconds_ago"] >= 600
 
-    heartbeat_record(now=clock.now())
+    workers_report_in(clock.now())
     assert client.get("/healthz").json()["worker"]["ok"] is True
+
+
+def test_a_silent_mail_worker_is_reported_while_the_jobs_worker_runs(client, clock):
+    workers_report_in(clock.now() - datetime.timedelta(minutes=30))
+    heartbeat_record(now=clock.now(), queue="celery")
+    heartbeat_record(now=clock.now(), queue="transactional")
+
+    worker = client.get("/healthz").json()["worker"]
+
+    assert worker["ok"] is False  # not every queue is served
+    assert (worker["seconds_ago"], worker["queues"]["celery"]["ok"], worker["queues"]["transactional"]["ok"]) == (0, True, True)
+    assert worker["queues"]["mail"]["ok"] is False and worker["queues"]["mail"]["seconds_ago"] == 30 * 60
 
 
 def test_a_database_and_a_broker_that_never_answer_get_a_503_within_three_seconds():

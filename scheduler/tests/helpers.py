@@ -7,15 +7,23 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 from anymail.exceptions import AnymailAPIError
+from django.conf import settings
 
 from scheduler.planning import deliveries_dispatch
 from scheduler.sending import deliveries_send
 from scheduler.models import Delivery, EmailKind
 from scheduler.selectors import email_context
+from scheduler.services import heartbeat_record
 from signups.tests.factories import EnrollmentFactory
 
 UTC = datetime.UTC
 START = datetime.date(2026, 11, 30)  # a Monday: week 1's email goes out Monday 09:00 local
+
+
+def workers_report_in(now: datetime.datetime) -> None:
+    """Every worker queue's heartbeat arrives at `now`: as far as the site can tell, the workers run."""
+    for queue in settings.WORKER_QUEUES:
+        heartbeat_record(now=now, queue=queue)
 
 
 def learner_in(cohort, timezone_name="Europe/Lisbon", email=None, **fields):

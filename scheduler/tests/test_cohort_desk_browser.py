@@ -12,9 +12,7 @@ from django.contrib.auth.models import Group, User
 from cohorts.models import Cohort
 from mooc.permissions import ORGANIZER
 from mooc.testing.fixtures import DESKTOP_WIDTH, PHONE_WIDTH, csp_violations, fits_width
-from scheduler.services import heartbeat_record
-
-from scheduler.tests.helpers import START, at, learner_in
+from scheduler.tests.helpers import START, at, learner_in, workers_report_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -43,7 +41,7 @@ def log_in_as_organizer(page, live_server, next_url: str) -> None:
 def test_the_cohort_page_shows_the_week_ahead_and_the_organizers_buttons(page_at, live_server, cohort, clock, width):
     learner_in(cohort, "Europe/Lisbon", learner__confirmed_at=NOW - datetime.timedelta(days=10))
     learner_in(cohort, "America/New_York", learner__confirmed_at=NOW - datetime.timedelta(days=10))
-    heartbeat_record(now=NOW)  # a worker runs: no banner
+    workers_report_in(NOW)  # the workers run: no banner
     page = page_at(width, timezone_id="Asia/Tokyo")
     violations = csp_violations(page)
 
