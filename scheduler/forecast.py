@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from cohorts.models import Cohort
 from scheduler.ledger import Reason, catch_up_cutoff, too_late_detail
 from scheduler.models import CohortPlanning, Delivery
-from scheduler.planning import _planned_rows, cohort_rows_missing, cohorts_sending, rows_to_queue
+from scheduler.planning import cohort_rows_due_between, cohort_rows_missing, cohorts_sending, rows_to_queue
 from scheduler.selectors import email_template_for
 from scheduler.sending import RELAYED_EMAIL_BUILDERS, eligibility_problem
 from signups.selectors import enrollments_current_of
@@ -137,7 +137,7 @@ def _later(cohorts: list[Cohort], now, until, seen: set, templates: _Templates) 
     """Rows whose moment comes after `now`, by `until`: each as the pass at its moment plans it
     (on time, so never too late; planned at `until` only to find them)."""
     for cohort in cohorts:
-        for planned in _planned_rows(cohort, until):
+        for planned in cohort_rows_due_between(cohort, now, until):
             if planned.due_at <= now or (cohort.slug, planned.learner_id, planned.kind, planned.week_number) in seen:
                 continue
             if planned.reason_code == Reason.TOO_LATE:  # late only as seen from `until`; at its moment, on time

@@ -65,6 +65,16 @@ def _learners_with_row(cohort: Cohort, kind: str, week_number: int, among: list[
     if among is not None:
         if not among:
             return set()
+        if connection.vendor == "postgresql":
+            # One array parameter: Django builds `IN (%s, %s, ...)` one parameter at a time, and a
+            # batch of 5,000 learners cost about 90 ms of CPU before PostgreSQL saw the query.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT learner_id FROM {Delivery._meta.db_table}"
+                    " WHERE cohort_id = %s AND kind = %s AND week_number = %s AND learner_id = ANY(%s::bigint[])",
+                    [cohort.pk, kind, week_number, list(among)],
+                )
+                return {learner_id for (learner_id,) in cursor.fetchall()}
         rows = rows.filter(learner_id__in=among)
     return set(rows.values_list("learner_id", flat=True).iterator(chunk_size=PLAN_BATCH))
 
@@ -224,6 +234,20 @@ def cohort_rows_missing(cohort: Cohort, mark: CohortPlanning | None, now: dateti
     since = None if full else mark.planned_through - PLANNING_OVERLAP
     timezones = [] if full else mark.timezones
     return full, _planned_rows(cohort, now, since=since, timezones=timezones)
+
+
+def cohort_rows_due_between(cohort: Cohort, after: datetime.datetime, until: datetime.datetime) -> Iterator[PlannedRow]:
+    """The rows missing from the ledger that fall due after `after` and by `until`, as the pass
+    at `until` plans them (the forecast's week ahead, scheduler/forecast.py).
+
+    Planned as an incremental pass since `after` over every time zone of the cohort's mailable
+    learners: only learners whose email's moment comes in between are read. No other row can
+    fall due then, since a learner becomes mailable or is grouped at the moment it happens,
+    never later (and one who did after `after` is planned with the newcomers anyway). A full
+    plan read every learner once per email in the catch-up window: 7.6 s for 100,000 learners.
+    """
+    zones = sorted(set(enrollments_mailable(cohort).values_list("learner__timezone", flat=True).order_by().distinct()))
+    return _planned_rows(cohort, until, since=after, timezones=zones)
 
 
 def rows_to_queue(now: datetime.datetime):

@@ -92,3 +92,41 @@ def test_a_dry_run_moves_no_mark(cohort):
     learner_in(cohort, "Europe/Lisbon", learner__confirmed_at=LONG_AGO, mailable_since=LONG_AGO)
     deliveries_dispatch(at(START, 9, 1), dry_run=True)
     assert not CohortPlanning.objects.exists() and not Delivery.objects.filter(kind=EmailKind.WEEK).exists()
+
+
+@pytest.mark.parametrize("now", [at(START, 10), at(START + datetime.timedelta(days=3), 18), at(START + datetime.timedelta(weeks=7, days=6), 23)],
+                         ids=["week 1, Monday", "week 1, Thursday", "the last week, Sunday night"])
+def test_the_week_ahead_is_what_a_full_plan_at_its_end_finds_due_after_now(cohort, now):
+    """The forecast's week ahead reads only the time zones whose moment comes in it
+    (planning.cohort_rows_due_between); a full plan at the window's end, which reads every
+    learner, finds the same rows due after now."""
+    from scheduler.planning import _planned_rows, cohort_rows_due_between
+
+    zones = ["Pacific/Honolulu", "America/New_York", "Europe/Lisbon", "Asia/Kathmandu", "Asia/Tokyo", "Pacific/Kiritimati"]
+    for zone in zones:
+        learner_in(cohort, zone, learner__confirmed_at=LONG_AGO, mailable_since=LONG_AGO)
+    learner_in(cohort, "Europe/Berlin", learner__confirmed_at=now - datetime.timedelta(hours=2))  # just joined
+    learner_in(cohort, "Asia/Tokyo", learner__confirmed_at=LONG_AGO, mailable_since=LONG_AGO, status=Enrollment.Status.PAUSED)
+    run_pass(now)  # the ledger as of now: what is due is in it
+    until = now + datetime.timedelta(days=7)
+
+    week_ahead = {row for row in cohort_rows_due_between(cohort, now, until) if row.due_at > now}
+    full_plan = {row for row in _planned_rows(cohort, until) if row.due_at > now}
+
+    assert week_ahead == full_plan
+    assert len(week_ahead) >= len(zones)  # every zone has an email in the week ahead
+
+
+def test_the_learners_with_a_row_are_found_among_those_asked_about(cohort):
+    """What each incremental pass leaves out as planned already (on PostgreSQL, one array parameter)."""
+    from scheduler.planning import _learners_with_row
+
+    ana, ben, cai = (learner_in(cohort, email=f"{name}@example.org").learner_id for name in ("ana", "ben", "cai"))
+    for learner_id, week_number in [(ana, 1), (ben, 1), (cai, 2)]:
+        Delivery.objects.create(learner_id=learner_id, cohort=cohort, kind=EmailKind.WEEK, week_number=week_number,
+                                due_at=at(START, 9), created_at=at(START, 9))
+
+    assert _learners_with_row(cohort, EmailKind.WEEK, 1, among=[ben, cai]) == {ben}
+    assert _learners_with_row(cohort, EmailKind.WEEK, 1, among=[]) == set()
+    assert _learners_with_row(cohort, EmailKind.WEEK, 1) == {ana, ben}
+    assert _learners_with_row(cohort, EmailKind.WELCOME, 0, among=[ana, ben, cai]) == set()
