@@ -617,6 +617,13 @@ class ErasureAdmin(admin.ModelAdmin):
 # --- The cohort's admin page: its learners and groups, and the group actions -------------------
 
 
+def utc_offset_label(minutes: int) -> str:
+    """"UTC+5:30", "UTC-3:30", "UTC+0": the sign applies to the hours and the minutes together
+    (floor division made St John's -210 minutes "UTC-4:30")."""
+    hours, rest = divmod(abs(minutes), 60)
+    return f"UTC{'-' if minutes < 0 else '+'}{hours}" + (f":{rest:02d}" if rest else "")
+
+
 def cohort_learners_section(cohort, today, user, query=None) -> dict:
     """Counts for anyone who may see the cohort; who is in which group only for those who may see
     learners. Groups are listed a page at a time (`groups_page`), searchable by name (`groups_q`)."""
@@ -630,7 +637,7 @@ def cohort_learners_section(cohort, today, user, query=None) -> dict:
             (Enrollment.Status(status).label, count, learners_in_cohort_url(cohort, status) if user.has_perm("signups.view_learner") else None)
             for status, count in sorted(cohort_enrollment_counts(cohort).items())
         ],
-        "offsets": [(f"UTC{offset // 60:+d}" + (f":{abs(offset) % 60:02d}" if offset % 60 else ""), count) for offset, count in overview["offsets"]],
+        "offsets": [(utc_offset_label(offset), count) for offset, count in overview["offsets"]],
         "experience": overview["experience"],
         "groups": [(group, members, spreads.get(group.pk)) for group, members in overview["groups"]],
         "groups_page": overview["groups_page"],

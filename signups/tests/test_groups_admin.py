@@ -250,3 +250,20 @@ def test_poor_groups_are_a_warning_with_the_reason_and_the_page_says_when_they_w
     page = admin_client.get(reverse("admin:cohorts_cohort_change", args=[next_cohort.pk])).content.decode()
     assert f"groups formed {clock.now():%a %-d %b %Y %H:%M} UTC" in page
     assert "groups to be formed on" not in page
+
+
+@pytest.mark.parametrize("minutes, label", [(0, "UTC+0"), (330, "UTC+5:30"), (-210, "UTC-3:30"), (-600, "UTC-10"), (345, "UTC+5:45")])
+def test_time_zone_offsets_are_labelled_with_their_sign_on_hours_and_minutes(minutes, label):
+    from signups.admin import utc_offset_label
+
+    assert utc_offset_label(minutes) == label
+
+
+def test_the_cohort_page_shows_a_negative_half_hour_offset_as_it_is(admin_client, next_cohort):
+    enroll(next_cohort, 2, "America/St_Johns")  # UTC-3:30 in winter, UTC-2:30 in summer time
+
+    page = admin_client.get(reverse("admin:cohorts_cohort_change", args=[next_cohort.pk])).content.decode()
+
+    st_johns = datetime.datetime.combine(next_cohort.start_date, datetime.time(12), tzinfo=zoneinfo.ZoneInfo("America/St_Johns"))
+    hours = -st_johns.utcoffset() // datetime.timedelta(hours=1)
+    assert f"UTC-{hours}:30: 2" in page
