@@ -244,7 +244,8 @@ def cohort_rows_due_between(cohort: Cohort, after: datetime.datetime, until: dat
     learners: only learners whose email's moment comes in between are read. No other row can
     fall due then, since a learner becomes mailable or is grouped at the moment it happens,
     never later (and one who did after `after` is planned with the newcomers anyway). A full
-    plan read every learner once per email in the catch-up window: 7.6 s for 100,000 learners.
+    plan read every learner once per email in the catch-up window (bench/bench_forecast.py:
+    the forecast of a 100,000-learner round took 3.7 s with it, 2.1 s with this).
     """
     zones = sorted(set(enrollments_mailable(cohort).values_list("learner__timezone", flat=True).order_by().distinct()))
     return _planned_rows(cohort, until, since=after, timezones=zones)
