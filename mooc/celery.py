@@ -20,7 +20,7 @@ app.conf.beat_schedule = {
     # together: one heartbeat per queue in WORKER_QUEUES ("worker-heartbeat" for the default
     # queue, "worker-heartbeat-<queue>" for the others); /healthz and the admin show their ages.
     **{
-        "worker-heartbeat" + ("" if queue == "celery" else f"-{queue}"): {
+        "worker-heartbeat" + ("" if queue == settings.CELERY_TASK_DEFAULT_QUEUE else f"-{queue}"): {
             "task": "scheduler.tasks.heartbeat",
             "schedule": 60.0,
             "args": [queue],

@@ -313,17 +313,18 @@ CELERY_TASK_EAGER_PROPAGATES = CELERY_TASK_ALWAYS_EAGER  # a task's bug fails th
 # weekly send chunks on DELIVERY_QUEUE; and on TRANSACTIONAL_QUEUE the emails someone is waiting
 # for (a learner's confirmation or manage link, a staff member's test send), which must not wait
 # behind a week's backlog of chunks, nor hold up the periodic jobs while a provider hangs.
+CELERY_TASK_DEFAULT_QUEUE = "celery"  # Celery's own default, named: the heartbeats and the README use it
 DELIVERY_QUEUE = env.str("DELIVERY_QUEUE", default="mail")
 TRANSACTIONAL_QUEUE = env.str("TRANSACTIONAL_QUEUE", default="transactional")
 # Applying the providers' tracking events: short tasks, with the periodic jobs by default.
-TRACKING_EVENTS_QUEUE = env.str("TRACKING_EVENTS_QUEUE", default="celery")
+TRACKING_EVENTS_QUEUE = env.str("TRACKING_EVENTS_QUEUE", default=CELERY_TASK_DEFAULT_QUEUE)
 # Screening members' messages to their groups (groupmail): short tasks, likewise. Their relayed
 # copies go out on DELIVERY_QUEUE, like the weekly emails; the notices to refused senders on
 # TRANSACTIONAL_QUEUE.
-GROUP_MAIL_QUEUE = env.str("GROUP_MAIL_QUEUE", default="celery")
+GROUP_MAIL_QUEUE = env.str("GROUP_MAIL_QUEUE", default=CELERY_TASK_DEFAULT_QUEUE)
 # Every queue some worker must serve. Beat sends each its own heartbeat (mooc/celery.py), so a
 # stopped `mail` worker shows on /healthz and in the admin as plainly as a stopped jobs worker.
-WORKER_QUEUES = list(dict.fromkeys(["celery", DELIVERY_QUEUE, TRANSACTIONAL_QUEUE, TRACKING_EVENTS_QUEUE, GROUP_MAIL_QUEUE]))
+WORKER_QUEUES = list(dict.fromkeys([CELERY_TASK_DEFAULT_QUEUE, DELIVERY_QUEUE, TRANSACTIONAL_QUEUE, TRACKING_EVENTS_QUEUE, GROUP_MAIL_QUEUE]))
 # How long a web process gathers the tracking events it stores before asking for the apply task
 # once for all of them (scheduler/events.py, ApplyGatherer); 0 asks at every request.
 TRACKING_APPLY_GATHER_MS = env.int("TRACKING_APPLY_GATHER_MS", default=200)

@@ -4,13 +4,12 @@ from django.utils import timezone
 
 
 WORKER_HEARTBEAT = "worker"
-DEFAULT_QUEUE = "celery"  # Celery's own default: the periodic jobs' queue
 
 
 def heartbeat_name(queue: str) -> str:
     """The heartbeat of the worker serving `queue`: "worker" for the default queue (its name
     from before each queue had one), "worker-<queue>" for the others."""
-    return WORKER_HEARTBEAT if queue == DEFAULT_QUEUE else f"{WORKER_HEARTBEAT}-{queue}"[:50]
+    return WORKER_HEARTBEAT if queue == settings.CELERY_TASK_DEFAULT_QUEUE else f"{WORKER_HEARTBEAT}-{queue}"[:50]
 
 
 class Heartbeat(models.Model):

@@ -8,16 +8,11 @@ from django.conf import settings
 
 from cohorts.models import group_mail_address
 from cohorts.selectors import cohort_week_on
-from scheduler.models import DEFAULT_QUEUE, Heartbeat, heartbeat_name
-
-
-def heartbeat_status(now: datetime.datetime, queue: str = DEFAULT_QUEUE) -> dict:
-    """How long ago `queue`'s heartbeat last arrived, and whether that is recent enough."""
-    seen_at = Heartbeat.objects.filter(name=heartbeat_name(queue)).values_list("seen_at", flat=True).first()
-    return _heartbeat_age(seen_at, now)
+from scheduler.models import Heartbeat, heartbeat_name
 
 
 def _heartbeat_age(seen_at: datetime.datetime | None, now: datetime.datetime) -> dict:
+    """How long ago a heartbeat last arrived, and whether that is recent enough."""
     if seen_at is None:
         return {"ok": False, "last_seen": None, "seconds_ago": None}
     seconds_ago = max(0, int((now - seen_at).total_seconds()))
@@ -30,11 +25,12 @@ def _heartbeat_age(seen_at: datetime.datetime | None, now: datetime.datetime) ->
 
 def workers_status(now: datetime.datetime) -> dict:
     """Each worker queue's heartbeat (settings.WORKER_QUEUES), in one query: {"ok": every queue's
-    worker reports in, "queues": {queue: heartbeat_status}}, and the default queue's age at the top."""
+    worker reports in, "queues": {queue: its age and whether recent}}, and the default queue's
+    age at the top."""
     names = {heartbeat_name(queue): queue for queue in settings.WORKER_QUEUES}
     seen = dict(Heartbeat.objects.filter(name__in=names).values_list("name", "seen_at"))
     queues = {queue: _heartbeat_age(seen.get(name), now) for name, queue in names.items()}
-    return {**queues[DEFAULT_QUEUE], "ok": all(status["ok"] for status in queues.values()), "queues": queues}
+    return {**queues[settings.CELERY_TASK_DEFAULT_QUEUE], "ok": all(status["ok"] for status in queues.values()), "queues": queues}
 
 
 # What waits while a queue's worker is silent (README, "Three queues").
@@ -53,8 +49,8 @@ def worker_absence(now: datetime.datetime) -> str | None:
     start = ("Start the workers (make run starts them; see Procfile.dev), or run "
              "“python manage.py send_due” for one pass by hand.")
     queues = status["queues"]
-    if not queues[DEFAULT_QUEUE]["ok"]:
-        default = queues[DEFAULT_QUEUE]
+    default = queues[settings.CELERY_TASK_DEFAULT_QUEUE]
+    if not default["ok"]:
         if default["last_seen"] is None:
             return f"No worker has ever reported in: nothing is sent, and no job runs, until one does. {start}"
         return (f"No worker has reported in for {_since(default)}: "

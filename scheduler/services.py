@@ -11,14 +11,14 @@ from django.db import connection, transaction
 from django.db.models import Max
 from kombu.exceptions import OperationalError
 
-from scheduler.models import DEFAULT_QUEUE, Delivery, EmailKind, EmailTemplate, EmailTemplateVersion, Heartbeat, heartbeat_name
+from scheduler.models import Delivery, EmailKind, EmailTemplate, EmailTemplateVersion, Heartbeat, heartbeat_name
 from scheduler.selectors import preview_context, sample_contexts
 from scheduler.templating import email_check, email_compile, email_render_parts, markdown_to_html_template
 from signups.emails import ENQUEUE_RETRY_POLICY
 from signups.services import list_unsubscribe_headers
 
 
-def heartbeat_record(now: datetime.datetime, queue: str = DEFAULT_QUEUE) -> Heartbeat:
+def heartbeat_record(now: datetime.datetime, queue: str) -> Heartbeat:
     """Record that `queue`'s heartbeat reached its worker at `now`. Idempotent: one row per queue."""
     heartbeat, _ = Heartbeat.objects.update_or_create(name=heartbeat_name(queue), defaults={"seen_at": now})
     return heartbeat

@@ -11,7 +11,7 @@ from jinja2 import TemplateError
 from cohorts.models import Cohort
 from scheduler.events import APPLY_BATCH, ORPHANS_KEPT, tracking_events_apply_started, tracking_orphans_delete
 from scheduler.events import tracking_events_apply as events_apply
-from scheduler.models import DEFAULT_QUEUE, EmailTemplateVersion
+from scheduler.models import EmailTemplateVersion
 from scheduler.planning import deliveries_dispatch
 from scheduler.sending import deliveries_send
 from scheduler.services import email_test_send as test_email_send
@@ -22,9 +22,10 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task
-def heartbeat(queue: str = DEFAULT_QUEUE) -> None:
-    """Beat sends one to each worker queue, naming it (mooc/celery.py): its worker records it."""
-    heartbeat_record(now=timezone.now(), queue=queue)
+def heartbeat(queue: str | None = None) -> None:
+    """Beat sends one to each worker queue, naming it (mooc/celery.py): its worker records it.
+    (None: one queued by the beat schedule from before the queues had one each.)"""
+    heartbeat_record(now=timezone.now(), queue=queue or settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
 @shared_task

@@ -8,7 +8,7 @@ import pytest
 from mooc.celery import app as celery_app
 from mooc.testing.fixtures import wait_for
 from scheduler.models import Heartbeat
-from scheduler.selectors import heartbeat_status
+from scheduler.selectors import workers_status
 from scheduler.services import heartbeat_record
 from scheduler.tasks import heartbeat
 from scheduler.tests.helpers import workers_report_in
@@ -18,8 +18,8 @@ NOON = datetime.datetime(2026, 11, 21, 12, 0, tzinfo=datetime.UTC)
 
 @pytest.mark.django_db
 def test_recording_twice_keeps_one_row_with_the_latest_time():
-    heartbeat_record(now=NOON)
-    heartbeat_record(now=NOON + datetime.timedelta(minutes=1))
+    heartbeat_record(now=NOON, queue="celery")
+    heartbeat_record(now=NOON + datetime.timedelta(minutes=1), queue="celery")
 
     assert Heartbeat.objects.count() == 1
     assert Heartbeat.objects.get().seen_at == NOON + datetime.timedelta(minutes=1)
@@ -28,10 +28,10 @@ def test_recording_twice_keeps_one_row_with_the_latest_time():
 @pytest.mark.django_db
 def test_status_turns_stale_after_the_configured_time(settings):
     settings.WORKER_HEARTBEAT_STALE_AFTER = 300
-    heartbeat_record(now=NOON)
+    heartbeat_record(now=NOON, queue="mail")
 
-    assert heartbeat_status(now=NOON + datetime.timedelta(seconds=300))["ok"] is True
-    late = heartbeat_status(now=NOON + datetime.timedelta(seconds=301))
+    assert workers_status(now=NOON + datetime.timedelta(seconds=300))["queues"]["mail"]["ok"] is True
+    late = workers_status(now=NOON + datetime.timedelta(seconds=301))["queues"]["mail"]
     assert late == {"ok": False, "last_seen": NOON.isoformat(), "seconds_ago": 301}
 
 
