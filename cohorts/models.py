@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
 from django.db import models
 from django.db.models import F, Q
+from django.utils import timezone
 
 MAX_COURSE_WEEKS = 52
 
@@ -96,9 +97,17 @@ class Week(models.Model):
         # The course may be unsaved (a new course with its weeks inline in admin).
         course = getattr(self, "course", None)
         if course is not None and self.number and course.week_count and self.number > course.week_count:
+            if course.pk and self._kept_by_a_started_round(course):
+                return
             raise ValidationError(
                 {"number": f"Week {self.number} is outside this course, which has weeks 1 to {course.week_count}."}
             )
+
+    def _kept_by_a_started_round(self, course: "Course") -> bool:
+        # A round that has started keeps its length when the course shrinks
+        # (cohorts.services.course_week_count_change), and its emails still need this week.
+        today = timezone.now().date()
+        return Cohort.objects.filter(course=course, start_date__lte=today, week_count__gte=self.number).exists()
 
     @property
     def lecture(self) -> dict | None:

@@ -187,3 +187,31 @@ def test_admin_pages_open(admin_client):
         reverse("admin:cohorts_cohort_add"),
     ]:
         assert admin_client.get(url).status_code == 200, url
+
+
+@pytest.mark.clock("2026-11-23T12:00:00Z")  # midday: "today" and "tomorrow" stay put
+def test_shrinking_a_course_keeps_the_weeks_a_started_round_still_needs(admin_client, rounds_of_an_eight_week_course):
+    course = rounds_of_an_eight_week_course
+    weeks = [WeekFactory(course=course, number=number) for number in range(1, 9)]
+    data = course_form(
+        [{"id": str(week.pk), "course": str(course.pk), "number": str(week.number), "title": week.title} for week in weeks]
+        + [{"course": str(course.pk), "number": "9", "title": "One too many"}],
+        week_count=6, slug=course.slug,
+    )
+    data["weeks-INITIAL_FORMS"] = "8"
+    url = reverse("admin:cohorts_course_change", args=[course.pk])
+
+    refused = admin_client.post(url, data)
+
+    # Weeks 7 and 8 stay: Round 1 is running with 8 weeks. Week 9 is in no round's length.
+    errors = inline_errors(refused)
+    assert "Week 9 is outside this course, which has weeks 1 to 6." in errors
+    assert "Week 7" not in errors and "Week 8" not in errors
+    del data["weeks-8-number"], data["weeks-8-title"], data["weeks-8-course"]
+    data["weeks-TOTAL_FORMS"] = "8"
+
+    response = admin_client.post(url, data, follow=True)
+
+    assert response.redirect_chain, inline_errors(response)
+    assert week_counts(course) == {"Round 0": 8, "Round 1": 8, "Round 1b": 8, "Round 2": 6, "Round 3": 6}
+    assert sorted(Week.objects.filter(course=course).values_list("number", flat=True)) == [1, 2, 3, 4, 5, 6, 7, 8]
