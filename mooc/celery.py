@@ -7,7 +7,6 @@ periodic jobs in the admin; the schedule below is written to the database at bea
 import os
 
 from celery import Celery
-from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mooc.settings")
 
@@ -16,18 +15,6 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 app.conf.beat_schedule = {
-    # Proves, every minute, that beat, the broker, each queue's worker and the database work
-    # together: one heartbeat per queue in WORKER_QUEUES ("worker-heartbeat" for the default
-    # queue, "worker-heartbeat-<queue>" for the others); /healthz and the admin show their ages.
-    **{
-        "worker-heartbeat" + ("" if queue == settings.CELERY_TASK_DEFAULT_QUEUE else f"-{queue}"): {
-            "task": "scheduler.tasks.heartbeat",
-            "schedule": 60.0,
-            "args": [queue],
-            "options": {"queue": queue, "expires": 55},
-        }
-        for queue in settings.WORKER_QUEUES
-    },
     # The teacher: put every email that fell due in the ledger and queue it for the workers.
     "deliveries-dispatch": {
         "task": "scheduler.tasks.deliveries_dispatch_due",
@@ -77,3 +64,24 @@ app.conf.beat_schedule = {
         "options": {"expires": 55},
     },
 }
+
+
+@app.on_after_configure.connect
+def _heartbeat_per_queue(sender, **kwargs):
+    """Proves, every minute, that beat, the broker, each queue's worker and the database work
+    together: one heartbeat per queue in WORKER_QUEUES ("worker-heartbeat" for the default
+    queue, "worker-heartbeat-<queue>" for the others); /healthz and the admin show their ages.
+
+    Added once the configuration is read, not at import: importing this package must not need
+    Django's settings (`python -m mooc.testing.clock` runs without them)."""
+    from django.conf import settings
+
+    sender.conf.beat_schedule.update({
+        "worker-heartbeat" + ("" if queue == settings.CELERY_TASK_DEFAULT_QUEUE else f"-{queue}"): {
+            "task": "scheduler.tasks.heartbeat",
+            "schedule": 60.0,
+            "args": [queue],
+            "options": {"queue": queue, "expires": 55},
+        }
+        for queue in settings.WORKER_QUEUES
+    })

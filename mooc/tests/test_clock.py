@@ -132,3 +132,18 @@ def test_ci_moves_its_second_run_past_a_clock_change_a_month_away(today, moved_t
 
     start = datetime.datetime.fromisoformat(today).replace(tzinfo=UTC)
     assert clock_change_after(start) == datetime.datetime.fromisoformat(moved_to)
+
+
+def test_ci_asks_for_that_moment_with_no_settings_in_its_environment():
+    """.ci/run calls `python -m mooc.testing.clock next-change` before any test, with no
+    SECRET_KEY or DEBUG: importing the package (and its Celery app) must not read Django's settings."""
+    import os
+    import subprocess
+    import sys
+
+    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    result = subprocess.run([sys.executable, "-m", "mooc.testing.clock", "next-change"], cwd=PROJECT_DIR,
+                            env=keep | {"DJANGO_READ_DOT_ENV": "false"}, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:00Z\n", result.stdout)
